@@ -1,0 +1,140 @@
+"""Typed, frozen pipeline settings, named presets, and `--set key=value` overrides.
+
+`PipelineConfig` is built once (by the CLI or a runner) and passed down: `create_pipeline(config)` reads it, and
+the Trainer gets `config.trainer` through `custom_config`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from typing import Any, Mapping
+
+from trainer.config import PRESETS as TRAINER_PRESETS
+from trainer.config import TrainerConfig
+from trainer.features import CIFAR10_CLASSES
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Where the pipeline reads and writes, how it validates and blesses, and the trainer settings."""
+
+    data_root: str  # dataset folder written by `tokenlearner data` (train/, eval/, test/ TFRecords)
+    output_dir: str = "outputs"  # pipeline root, metadata and serving dir go under it
+    pipeline_name: str = "tokenlearner-cifar10"
+    model_name: str = "tokenlearner"  # TF Serving model name: <serving_dir>/<model_name>/<version>/
+    class_names: tuple[str, ...] = CIFAR10_CLASSES
+    accuracy_floor: float = 0.5  # the Evaluator blesses only models above this test accuracy
+    regression_tolerance: float = 0.01  # ... and not worse than the latest blessed model by more than this
+    beam_workers: int = 2  # Beam DirectRunner multi-processing workers; 0 = one per CPU
+    enable_cache: bool = True
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        if not self.data_root:
+            raise ConfigError("data_root: required (the folder written by `tokenlearner data`)")
+        if not 0.0 <= self.accuracy_floor <= 1.0:
+            raise ConfigError(f"accuracy_floor: expected 0..1, got {self.accuracy_floor}")
+        if self.regression_tolerance < 0:
+            raise ConfigError(f"regression_tolerance: expected >= 0, got {self.regression_tolerance}")
+        if len(self.class_names) != self.trainer.num_classes:
+            raise ConfigError(f"class_names: {len(self.class_names)} names for num_classes="
+                              f"{self.trainer.num_classes}")
+        for name in ("model_name", "pipeline_name"):
+            value = getattr(self, name)
+            if not value or "/" in value or value.startswith(".") or os.sep in value:
+                raise ConfigError(f"{name}: {value!r} must be a plain name (no '/', no leading '.')")
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_dir, "pipeline", self.pipeline_name)
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.pipeline_root, "metadata.sqlite")
+
+    @property
+    def serving_dir(self) -> str:
+        return os.path.join(self.output_dir, "serving")
+
+    @property
+    def push_dir(self) -> str:
+        """What TF Serving's --model_base_path points at: versions appear under it."""
+        return os.path.join(self.serving_dir, self.model_name)
+
+    @property
+    def beam_pipeline_args(self) -> list[str]:
+        return ["--direct_running_mode=multi_processing", f"--direct_num_workers={self.beam_workers}"]
+
+
+# Pipeline-level settings of each preset; the trainer part comes from trainer.config.PRESETS.
+_PIPELINE_PRESETS: dict[str, dict[str, Any]] = {
+    # Accuracy floor at chance level: a 2-epoch model on a few hundred images is only a smoke test.
+    "tiny": {"accuracy_floor": 0.0, "regression_tolerance": 1.0},
+    "keras_io": {},
+}
+PRESETS = tuple(_PIPELINE_PRESETS)
+DEFAULT_PRESET = "keras_io"
+
+
+def from_preset(preset: str, data_root: str, **fields: Any) -> PipelineConfig:
+    if preset not in _PIPELINE_PRESETS:
+        raise ConfigError(f"preset: unknown {preset!r}; expected one of {list(PRESETS)}")
+    values = {**_PIPELINE_PRESETS[preset], **fields}
+    return PipelineConfig(data_root=data_root, trainer=TRAINER_PRESETS[preset], **values)
+
+
+def _coerce(field_type: Any, raw: str, name: str) -> Any:
+    origin = typing.get_origin(field_type)
+    try:
+        if field_type is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if origin is tuple:
+            return tuple(x.strip() for x in raw.split(",") if x.strip())
+        if field_type in (int, float, str):
+            return field_type(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: cannot read {raw!r} as {getattr(field_type, '__name__', field_type)}") from None
+    raise ConfigError(f"{name}: cannot be set from the command line")
+
+
+def apply_overrides(config: PipelineConfig, overrides: Mapping[str, str]) -> PipelineConfig:
+    """`{"epochs": "1", "accuracy_floor": "0.3", "trainer.num_tokens": "8"}` -> a new config.
+
+    A bare name is looked up in the pipeline fields first, then in the trainer fields."""
+    top = typing.get_type_hints(PipelineConfig)
+    sub = typing.get_type_hints(TrainerConfig)
+    top_values, trainer_values = {}, {}
+    for key, raw in overrides.items():
+        name = key.removeprefix("trainer.")
+        if key.startswith("trainer.") or (name not in top and name in sub):
+            if name not in sub:
+                raise ConfigError(f"{key}: unknown trainer field; known: {sorted(sub)}")
+            trainer_values[name] = _coerce(sub[name], raw, key)
+        elif name in top and name != "trainer":
+            top_values[name] = _coerce(top[name], raw, key)
+        else:
+            raise ConfigError(f"{key}: unknown setting; known: {sorted(set(top) - {'trainer'} | set(sub))}")
+    try:
+        trainer = dataclasses.replace(config.trainer, **trainer_values)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return dataclasses.replace(config, trainer=trainer, **top_values)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,87 @@
+"""The pipeline graph, shared by every runner (local Beam, Kubeflow Pipelines v2, Vertex AI).
+
+ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
+-> Resolver(latest blessed model) -> Evaluator -> Pusher
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from pipeline.config import PipelineConfig
+from trainer import features
+from trainer.preprocessing import PREPROCESSING_FN
+from trainer.run import CLASS_NAMES_KEY, RUN_FN, TRAINER_CONFIG_KEY
+
+# Split names, as ingestion writes them (components/cifar10.py).
+TRAIN, EVAL, TEST = "train", "eval", "test"
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Accuracy and top-5 on the test split, overall and per class; blessing = above the floor and no regression
+    beyond the tolerance against the latest blessed model."""
+    accuracy_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.accuracy_floor}),
+        change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                                     absolute={"value": -config.regression_tolerance}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_tf_example", label_key=features.LABEL_KEY,
+                                    prediction_key="probabilities")],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
+            tfma.MetricConfig(class_name="SparseTopKCategoricalAccuracy", config='{"k": 5}'),
+            tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+        ])])
+
+
+def create_pipeline(config: PipelineConfig,
+                    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+                    ) -> tfx.dsl.Pipeline:
+    example_gen = tfx.components.ImportExampleGen(
+        input_base=config.data_root,
+        input_config=tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name=name, pattern=f"{name}/*.tfrecord.gz") for name in (TRAIN, EVAL, TEST)]))
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
+                                                        schema=schema_gen.outputs["schema"])
+    # Analyze on train only; not materialized: the Trainer and every serving signature apply the same graph.
+    # No pre/post-transform statistics: StatisticsGen has them, and 3,072 float features per image are costly.
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN, materialize=False, disable_statistics=True,
+        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN]))
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
+        eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
+        custom_config={TRAINER_CONFIG_KEY: config.trainer.to_dict(), CLASS_NAMES_KEY: list(config.class_names)})
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"], eval_config=eval_config(config), example_splits=[TEST])
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_dir)))
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
+                    model_resolver, evaluator, pusher],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=config.beam_pipeline_args,
+    )

@@ -1,0 +1,134 @@
+"""What a pipeline run did, read back from ML Metadata: each component, cached or ran, wall time, key numbers."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline.config import PipelineConfig
+
+_STATES = {metadata_store_pb2.Execution.COMPLETE: "ran", metadata_store_pb2.Execution.CACHED: "cached",
+           metadata_store_pb2.Execution.FAILED: "FAILED", metadata_store_pb2.Execution.RUNNING: "running",
+           metadata_store_pb2.Execution.CANCELED: "canceled"}
+
+
+@dataclasses.dataclass
+class Step:
+    component: str
+    status: str
+    seconds: float
+    outputs: dict  # artifact type name -> list of artifacts
+
+
+@dataclasses.dataclass
+class RunSummary:
+    run_id: str
+    steps: list[Step]
+    examples: dict[str, int]
+    anomalies: list[str]  # splits with anomalies
+    accuracy: Optional[float]
+    top5_accuracy: Optional[float]
+    blessed: Optional[bool]
+    pushed_to: Optional[str]
+
+
+def open_store(config: PipelineConfig,
+               connection: Optional[metadata_store_pb2.ConnectionConfig] = None) -> mlmd.MetadataStore:
+    if connection is None:
+        connection = metadata_store_pb2.ConnectionConfig()
+        connection.sqlite.filename_uri = config.metadata_path
+        connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return mlmd.MetadataStore(connection)
+
+
+def _latest_run(store: mlmd.MetadataStore, run_id: Optional[str]) -> metadata_store_pb2.Context:
+    runs = store.get_contexts_by_type("pipeline_run")
+    if run_id:
+        runs = [r for r in runs if r.name == run_id]
+    if not runs:
+        raise LookupError(f"no pipeline run {run_id or ''} in the metadata store".replace("  ", " "))
+    return max(runs, key=lambda c: c.create_time_since_epoch)
+
+
+def _evaluation_metrics(uri: str) -> dict[str, float]:
+    """The candidate model's metrics on the overall slice of a TFMA evaluation."""
+    import tensorflow_model_analysis as tfma
+
+    for slice_metrics in tfma.load_metrics(uri):
+        if not slice_metrics.slice_key.single_slice_keys:
+            return {kv.key.name: kv.value.double_value.value for kv in slice_metrics.metric_keys_and_values
+                    if not kv.key.is_diff and kv.key.model_name in ("", "candidate")}
+    return {}
+
+
+def collect(config: PipelineConfig, run_id: Optional[str] = None,
+            store: Optional[mlmd.MetadataStore] = None) -> RunSummary:
+    store = store or open_store(config)
+    run = _latest_run(store, run_id)
+    steps = []
+    for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.create_time_since_epoch):
+        node = [c.name for c in store.get_contexts_by_execution(execution.id) if c.type == "node"]
+        events = [e for e in store.get_events_by_execution_ids([execution.id])
+                  if e.type == metadata_store_pb2.Event.OUTPUT]
+        outputs: dict[str, list] = {}
+        for artifact in store.get_artifacts_by_id([e.artifact_id for e in events]):
+            type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
+            outputs.setdefault(type_name, []).append(artifact)
+        steps.append(Step(component=node[0].split(".", 1)[-1] if node else execution.type,
+                          status=_STATES.get(execution.last_known_state, "?"),
+                          seconds=(execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3,
+                          outputs=outputs))
+    produced = {t: a for s in steps for t, a in s.outputs.items()}
+    manifest_path = os.path.join(config.data_root, "manifest.json")
+    examples = {}
+    if os.path.isfile(manifest_path):
+        with open(manifest_path) as f:
+            examples = {s: v["examples"] for s, v in json.load(f)["splits"].items()}
+    anomalies = []
+    for artifact in produced.get("ExampleAnomalies", [])[:1]:
+        if "blessed" in artifact.custom_properties:
+            struct = artifact.custom_properties["blessed"].struct_value.fields
+            anomalies = sorted(split for split, ok in struct.items() if not ok.number_value)
+    metrics = {}
+    for artifact in produced.get("ModelEvaluation", []):
+        metrics = _evaluation_metrics(artifact.uri)
+    blessing = produced.get("ModelBlessing", [])
+    pushed = produced.get("PushedModel", [])
+    pushed_to = None
+    if pushed and pushed[0].custom_properties["pushed"].int_value:
+        pushed_to = os.path.join(config.push_dir, pushed[0].custom_properties["pushed_version"].string_value)
+    return RunSummary(
+        run_id=run.name, steps=steps, examples=examples, anomalies=anomalies,
+        accuracy=metrics.get("sparse_categorical_accuracy"),
+        top5_accuracy=metrics.get("sparse_top_k_categorical_accuracy"),
+        blessed=bool(blessing[0].custom_properties["blessed"].int_value) if blessing else None,
+        pushed_to=pushed_to)
+
+
+def _note(step: Step, summary: RunSummary) -> str:
+    name = step.component
+    if name.startswith("ImportExampleGen") and summary.examples:
+        return " · ".join(f"{k} {v:,}" for k, v in summary.examples.items())
+    if name.startswith("ExampleValidator"):
+        return f"anomalies in {summary.anomalies}" if summary.anomalies else "no anomalies"
+    if name.startswith("Evaluator") and summary.accuracy is not None:
+        top5 = f", top-5 {summary.top5_accuracy:.4f}" if summary.top5_accuracy is not None else ""
+        return f"test accuracy {summary.accuracy:.4f}{top5}; {'blessed' if summary.blessed else 'NOT blessed'}"
+    if name.startswith("Pusher"):
+        return f"pushed {summary.pushed_to}" if summary.pushed_to else "not pushed"
+    return ""
+
+
+def render(config: PipelineConfig, run_id: Optional[str] = None) -> str:
+    summary = collect(config, run_id)
+    rows = [(s.component, s.status, f"{s.seconds:.1f}s", _note(s, summary)) for s in summary.steps]
+    header = ("component", "status", "time", "")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(3)]
+    lines = [f"run {summary.run_id}"]
+    lines += ["  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]), r[3]]).rstrip()
+              for r in [header] + rows]
+    return "\n".join(lines)

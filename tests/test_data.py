@@ -1,0 +1,159 @@
+"""Ingestion: every source format into TFRecords, deterministic splits, and clear errors on bad input."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from components import cifar10
+from tests.conftest import CLASSES, make_tar, png_bytes, random_images, write_image_folder, write_official
+
+
+def read_split(dataset, split):
+    files = sorted((dataset / split).glob("*.tfrecord.gz"))
+    out = []
+    for record in tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP"):
+        example = tf.train.Example.FromString(record.numpy())
+        png = example.features.feature["image"].bytes_list.value[0]
+        label = example.features.feature["label"].int64_list.value[0]
+        out.append((np.asarray(Image.open(io.BytesIO(png))), label))
+    return out
+
+
+def test_official_archive_round_trips_pixels_and_labels(tmp_path):
+    folder = write_official(tmp_path / "src", per_batch=20)
+    archive = make_tar(folder, tmp_path / "cifar-10-python.tar.gz", arcname="cifar-10-batches-py")
+    dataset = cifar10.prepare(str(archive), tmp_path / "out")
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    assert manifest["format"] == "official"
+    # 100 training images, 10 per class: positions 9 of each class go to eval.
+    assert {s: v["examples"] for s, v in manifest["splits"].items()} == {"train": 90, "eval": 10, "test": 20}
+    assert (dataset / "classes.txt").read_text().split() == list(CLASSES)
+    test = read_split(dataset, "test")
+    batch = pickle.loads((folder / "test_batch").read_bytes(), encoding="bytes")
+    expected = {(bytes(row), label) for row, label in zip(
+        batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).reshape(len(batch[b"labels"]), -1),
+        batch[b"labels"])}
+    assert {(image.tobytes(), label) for image, label in test} == expected  # PNG is lossless
+
+
+def test_extracted_official_folder_and_image_folders_give_same_layout(tmp_path):
+    official = cifar10.prepare(str(write_official(tmp_path / "a", per_batch=20).parent), tmp_path / "out")
+    folder = write_image_folder(tmp_path / "b", per_class=10)
+    from_dir = cifar10.prepare(str(folder), tmp_path / "out")
+    from_tar = cifar10.prepare(str(make_tar(folder, tmp_path / "images.tar.gz")), tmp_path / "out")
+    for dataset in (official, from_dir, from_tar):
+        assert sorted(p.name for p in dataset.iterdir()) == ["classes.txt", "eval", "manifest.json", "test", "train"]
+    assert read_split(from_dir, "train")[0][0].tobytes() == read_split(from_tar, "train")[0][0].tobytes()
+
+
+def test_output_is_deterministic_and_reused(tmp_path):
+    folder = write_image_folder(tmp_path / "src", per_class=10, fmt="JPEG")
+    first = cifar10.prepare(str(folder), tmp_path / "out1")
+    second = cifar10.prepare(str(folder), tmp_path / "out2")
+    digest = lambda d: [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.glob("*/*.tfrecord.gz"))]
+    assert digest(first) == digest(second)
+    stamp = (first / "manifest.json").stat().st_mtime_ns
+    assert cifar10.prepare(str(folder), tmp_path / "out1") == first  # reused, not rebuilt
+    assert (first / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_limit_is_class_balanced(tmp_path):
+    folder = write_image_folder(tmp_path / "src", per_class=12)
+    dataset = cifar10.prepare(str(folder), tmp_path / "out", limit=100)
+    splits = json.loads((dataset / "manifest.json").read_text())["splits"]
+    assert splits["train"]["per_class"] == [9] * 10 and splits["eval"]["per_class"] == [1] * 10
+    assert splits["test"]["per_class"] == [10] * 10
+    labels = [label for _, label in read_split(dataset, "train")]
+    assert labels[:10] == list(range(10))  # classes interleaved, not grouped
+
+
+def test_real_cifar_subset(shared_cifar, tmp_path):
+    dataset = cifar10.prepare(str(shared_cifar), tmp_path / "out", limit=200)
+    train = read_split(dataset, "train")
+    assert len(train) == 180 and all(image.shape == (32, 32, 3) for image, _ in train)
+    assert sorted({label for _, label in train}) == list(range(10))
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+def expect_error(match, *args, **kwargs):
+    with pytest.raises(cifar10.DataError, match=match):
+        cifar10.prepare(*args, **kwargs)
+
+
+def test_missing_source(tmp_path):
+    expect_error("does not exist", str(tmp_path / "nope.tar.gz"), tmp_path / "out")
+
+
+def test_unreadable_archive(tmp_path):
+    bad = tmp_path / "cifar.tar.gz"
+    bad.write_bytes(b"not a tar file")
+    expect_error("cifar.tar.gz: not a readable tar archive", str(bad), tmp_path / "out")
+
+
+def test_download_checksum_mismatch_keeps_nothing(tmp_path, monkeypatch):
+    folder = write_official(tmp_path / "src")
+    archive = make_tar(folder, tmp_path / "cifar-10-python.tar.gz", arcname="cifar-10-batches-py")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TOKENLEARNER_CACHE", str(cache))
+    expect_error("MD5 .* expected c58f30108f718f92721af3b95e74349a", archive.as_uri(), tmp_path / "out")
+    assert not list(cache.iterdir())  # the bad download is not cached
+    # With the right checksum the same URL is downloaded once, cached and used.
+    monkeypatch.setattr(cifar10, "OFFICIAL_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    dataset = cifar10.prepare(archive.as_uri(), tmp_path / "out")
+    assert (cache / "cifar-10-python.tar.gz").is_file() and (dataset / "manifest.json").is_file()
+
+
+def test_image_of_wrong_size_names_the_file(tmp_path):
+    folder = write_image_folder(tmp_path / "src", per_class=10)
+    Image.fromarray(random_images(1, size=40)[0]).save(folder / "train/cat/0001.png")
+    expect_error(r"train/cat/0001.png: expected a 32x32 RGB image, got 40x40 RGB", str(folder), tmp_path / "out")
+
+
+def test_grayscale_image_names_the_file(tmp_path):
+    folder = write_image_folder(tmp_path / "src", per_class=10)
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(folder / "test/dog/0000.png")
+    archive = make_tar(folder, tmp_path / "imgs.tar.gz")
+    expect_error(r"imgs.tar.gz:test/dog/0000.png: expected a 32x32 RGB image, got 32x32 L", str(archive),
+                 tmp_path / "out")
+
+
+def test_undecodable_image_names_the_file(tmp_path):
+    folder = write_image_folder(tmp_path / "src", per_class=10)
+    (folder / "train/ship/0000.png").write_bytes(b"\x89PNG truncated")
+    expect_error(r"train/ship/0000.png: not a readable image", str(folder), tmp_path / "out")
+
+
+def test_unknown_class_folder(tmp_path):
+    folder = write_image_folder(tmp_path / "src", per_class=10)
+    (folder / "train/unicorn").mkdir()
+    (folder / "train/unicorn/0000.png").write_bytes(png_bytes(random_images(1)[0]))
+    expect_error(r"unknown class folder\(s\) train/\['unicorn'\]", str(folder), tmp_path / "out")
+
+
+def test_empty_split(tmp_path):
+    folder = write_image_folder(tmp_path / "src", per_class=2)
+    expect_error("split 'eval' is empty", str(folder), tmp_path / "out", limit=20)
+
+
+def test_label_out_of_range_names_the_batch(tmp_path):
+    folder = write_official(tmp_path / "src", per_batch=10, labels=[0, 1, 2, 3, 4, 5, 6, 7, 8, 12])
+    expect_error(r"data_batch_1: labels\[9\] = 12 is out of range", str(folder.parent), tmp_path / "out")
+
+
+def test_failed_run_leaves_existing_outputs_untouched(tmp_path):
+    good = write_image_folder(tmp_path / "good", per_class=10)
+    dataset = cifar10.prepare(str(good), tmp_path / "out")
+    before = {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
+    bad = write_image_folder(tmp_path / "bad", per_class=10)
+    (bad / "test/cat/0003.png").write_bytes(b"garbage")
+    expect_error("not a readable image", str(bad), tmp_path / "out")
+    assert {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [dataset.name]  # no staging left behind

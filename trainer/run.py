@@ -1,0 +1,56 @@
+"""TFX Trainer entry point: build the TokenLearner ViT, fit it, keep the best epoch, export for serving."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import tf_keras as keras
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+
+from trainer import export, inputs, vit
+from trainer.config import TrainerConfig
+
+# Module path TFX loads inside the Trainer executor (also inside the container image).
+RUN_FN = "trainer.run.run_fn"
+
+# Keys of the Trainer's custom_config.
+TRAINER_CONFIG_KEY = "trainer_config"
+CLASS_NAMES_KEY = "class_names"
+
+log = logging.getLogger(__name__)
+
+
+def compile_model(cfg: TrainerConfig) -> keras.Model:
+    tf.keras.utils.set_random_seed(cfg.seed)
+    model = vit.build_model(cfg)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                 keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy")])
+    return model
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    cfg = TrainerConfig.from_dict(fn_args.custom_config[TRAINER_CONFIG_KEY])
+    class_names = list(fn_args.custom_config[CLASS_NAMES_KEY])
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    train_ds = inputs.make_dataset(fn_args.train_files, tft_output, cfg, training=True)
+    eval_ds = inputs.make_dataset(fn_args.eval_files, tft_output, cfg, training=False)
+
+    model = compile_model(cfg)
+    log.info("model %s: %d parameters; config %s", model.name, model.count_params(), json.dumps(cfg.to_dict()))
+    best_weights = os.path.join(fn_args.model_run_dir, "best", "weights")
+    callbacks = [
+        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+        # Checkpoint selection uses the validation split only; the test split is for the Evaluator.
+        keras.callbacks.ModelCheckpoint(best_weights, monitor="val_accuracy", mode="max", save_best_only=True,
+                                        save_weights_only=True),
+        keras.callbacks.CSVLogger(os.path.join(fn_args.model_run_dir, "history.csv")),
+    ]
+    model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
+    model.load_weights(best_weights)
+    export.export_serving_model(model, tft_output, cfg, class_names, fn_args.serving_model_dir)
