@@ -394,6 +394,10 @@ def prepare(source: str | None, out_root: str | Path, limit: int | None = None, 
     if limit is not None and limit < 1:
         raise DataError(f"--limit must be a positive number of images per split, got {limit}")
     path = resolve_source(source, cache_dir)
+    if (path / "manifest.json").is_file() and (path / "train").is_dir():  # already a dataset of ours
+        if limit is not None:
+            raise DataError(f"{path} is a prepared dataset; --limit applies only when converting a source")
+        return path
     kind = detect(path)
     out_root = Path(out_root)
     out_dir = out_root / f"cifar10-{kind}-{_fingerprint(path)}-{limit or 'all'}"

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 # Before TensorFlow is imported anywhere: C++ log noise off unless asked for.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if {"-v", "--verbose"} & set(sys.argv) else "3")
 
 from components import cifar10  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
@@ -16,24 +16,41 @@ from pipeline import config as config_lib  # noqa: E402
 log = logging.getLogger("tokenlearner")
 
 
+class _ComponentProgress(logging.Filter):
+    """Lets through, from TFX's own chatter, only which component starts, is taken from the cache, or finishes."""
+
+    _KEEP = ("Component %s is running.", "Component %s is finished.", "A cached execution %d is used.")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg in self._KEEP
+
+
 def _setup_logging(verbosity: int) -> None:
-    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname).1s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        force=True)
+    """Quiet by default: our progress at INFO, other libraries' warnings hidden (-v shows everything)."""
+    logging.basicConfig(level=logging.DEBUG if verbosity > 0 else logging.WARNING,
+                        format="%(asctime)s %(levelname).1s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
+    ours = logging.INFO if verbosity == 0 else (logging.WARNING if verbosity < 0 else logging.DEBUG)
+    for name in ("tokenlearner", "components", "pipeline", "trainer"):
+        logging.getLogger(name).setLevel(ours)
+    if verbosity > 0:
+        return
     import warnings
 
-    if verbosity < 1:
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        # TFX, Beam and TF log through absl/logging at INFO: hundreds of lines a run. Keep our own at INFO.
-        for noisy in ("absl", "apache_beam", "tensorflow", "tfx", "tensorflow_transform", "ml_metadata"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")  # Beam's worker processes too
+    for noisy in ("apache_beam", "tensorflow", "tfx", "tensorflow_transform", "ml_metadata"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    if verbosity == 0:
+        absl = logging.getLogger("absl")
+        absl.setLevel(logging.INFO)
+        absl.addFilter(_ComponentProgress())
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, metavar="SOURCE",
                    help="cifar-10-python.tar.gz (or its folder), an image folder train/<class>/*, test/<class>/* "
-                        "(folder or .tar.gz), or a URL; default: download the official archive")
+                        "(folder or .tar.gz), a URL, or a dataset folder written by `tokenlearner data`; "
+                        "default: download the official archive")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="use N training and N test images (class-balanced); default: all")
 
@@ -60,6 +77,7 @@ def _cmd_run(args) -> int:
     log.info("pipeline %s: preset %s, data %s, output %s", config.pipeline_name, args.preset, data_root, output)
     from pipeline import local_runner, summary
 
+    config.save()
     local_runner.run(config)
     print(summary.render(config))
     return 0

@@ -6,6 +6,7 @@ the Trainer gets `config.trainer` through `custom_config`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import typing
 from typing import Any, Mapping
@@ -65,6 +66,25 @@ class PipelineConfig:
     def push_dir(self) -> str:
         """What TF Serving's --model_base_path points at: versions appear under it."""
         return os.path.join(self.serving_dir, self.model_name)
+
+    @property
+    def config_path(self) -> str:
+        """The settings of the latest `tokenlearner run`, saved for `report`, benchmarks and humans."""
+        return os.path.join(self.pipeline_root, "config.json")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "PipelineConfig":
+        values = dict(values)
+        trainer = TrainerConfig.from_dict(values.pop("trainer", {}))
+        return cls(trainer=trainer, **{**values, "class_names": tuple(values.get("class_names", CIFAR10_CLASSES))})
+
+    def save(self) -> None:
+        os.makedirs(self.pipeline_root, exist_ok=True)
+        with open(self.config_path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
 
     @property
     def beam_pipeline_args(self) -> list[str]:
@@ -128,6 +148,15 @@ def apply_overrides(config: PipelineConfig, overrides: Mapping[str, str]) -> Pip
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return dataclasses.replace(config, trainer=trainer, **top_values)
+
+
+def load(output_dir: str, pipeline_name: str = "tokenlearner-cifar10") -> PipelineConfig:
+    """The config the last `tokenlearner run` used with this output folder."""
+    path = os.path.join(output_dir, "pipeline", pipeline_name, "config.json")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: missing; expected an output folder of `tokenlearner run`")
+    with open(path) as f:
+        return PipelineConfig.from_dict(json.load(f))
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, str]:

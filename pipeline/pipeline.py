@@ -11,6 +11,9 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from tfx.dsl.components.base import executor_spec
+
+from components.pusher import AtomicPusherExecutor
 from pipeline.config import PipelineConfig
 from trainer import features
 from trainer.preprocessing import PREPROCESSING_FN
@@ -75,7 +78,8 @@ def create_pipeline(config: PipelineConfig,
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_dir)))
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_dir)),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor))
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,

@@ -12,6 +12,7 @@ from tfx import v1 as tfx
 
 from trainer import export, inputs, vit
 from trainer.config import TrainerConfig
+from trainer.progress import ProgressLogger
 
 # Module path TFX loads inside the Trainer executor (also inside the container image).
 RUN_FN = "trainer.run.run_fn"
@@ -38,11 +39,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     cfg = TrainerConfig.from_dict(fn_args.custom_config[TRAINER_CONFIG_KEY])
     class_names = list(fn_args.custom_config[CLASS_NAMES_KEY])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    train_ds = inputs.make_dataset(fn_args.train_files, tft_output, cfg, training=True)
-    eval_ds = inputs.make_dataset(fn_args.eval_files, tft_output, cfg, training=False)
+    num_train, num_eval = inputs.count_examples(fn_args.train_files), inputs.count_examples(fn_args.eval_files)
+    train_ds = inputs.make_dataset(fn_args.train_files, tft_output, cfg, training=True, num_examples=num_train)
+    eval_ds = inputs.make_dataset(fn_args.eval_files, tft_output, cfg, training=False, num_examples=num_eval)
 
     model = compile_model(cfg)
-    log.info("model %s: %d parameters; config %s", model.name, model.count_params(), json.dumps(cfg.to_dict()))
+    log.info("model %s: %d parameters; %d training / %d validation examples; config %s", model.name,
+             model.count_params(), num_train, num_eval, json.dumps(cfg.to_dict()))
     best_weights = os.path.join(fn_args.model_run_dir, "best", "weights")
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
@@ -50,6 +53,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         keras.callbacks.ModelCheckpoint(best_weights, monitor="val_accuracy", mode="max", save_best_only=True,
                                         save_weights_only=True),
         keras.callbacks.CSVLogger(os.path.join(fn_args.model_run_dir, "history.csv")),
+        ProgressLogger(cfg.epochs, steps_per_epoch=-(-num_train // cfg.batch_size)),
     ]
     model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
     model.load_weights(best_weights)

@@ -1,0 +1,80 @@
+"""End to end: the CLI runs the real pipeline (LocalDagRunner, Beam) on a few hundred real CIFAR-10 images, pushes a
+model, and the pushed SavedModel answers through its serving signatures."""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import cli
+from tests.conftest import CLASSES
+
+pytestmark = pytest.mark.slow
+
+
+def _test_jpegs(archive: Path, per_class: int = 2) -> list[tuple[bytes, int]]:
+    wanted = {f"test/{c}/{i:04d}.jpg": label for label, c in enumerate(CLASSES) for i in range(per_class)}
+    out = []
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            if member.name in wanted:
+                out.append((tar.extractfile(member).read(), wanted[member.name]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(shared_cifar, tmp_path_factory):
+    output = tmp_path_factory.mktemp("run")
+    rc = cli.main(["run", "--data", str(shared_cifar), "--preset", "tiny", "--limit", "300",
+                   "--output", str(output)])
+    assert rc == 0
+    return output
+
+
+def test_run_pushes_a_versioned_model(pipeline_run, capsys):
+    versions = list((pipeline_run / "serving" / "tokenlearner").iterdir())
+    assert len(versions) == 1 and versions[0].name.isdigit()
+    assert (versions[0] / "saved_model.pb").is_file() and (versions[0] / "variables").is_dir()
+    assert (versions[0] / "assets.extra" / "class_names.txt").read_text().split() == list(CLASSES)
+    assert (pipeline_run / "pipeline" / "tokenlearner-cifar10" / "metadata.sqlite").is_file()
+
+
+def test_pushed_model_serves_jpeg_bytes_and_tf_examples(pipeline_run, shared_cifar):
+    version = next((pipeline_run / "serving" / "tokenlearner").iterdir())
+    model = tf.saved_model.load(str(version))
+    assert set(model.signatures) == {"serving_default", "serving_tf_example", "transform_features"}
+    jpegs = _test_jpegs(shared_cifar)
+    out = model.signatures["serving_default"](images=tf.constant([j for j, _ in jpegs]))
+    probabilities = out["probabilities"].numpy()
+    assert probabilities.shape == (20, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(out["class_ids"].numpy(), probabilities.argmax(axis=1))
+    assert [n.decode() for n in out["class_names"].numpy()] == [CLASSES[i] for i in probabilities.argmax(axis=1)]
+
+    # The same images as the Evaluator sees them: tf.Examples from the test split.
+    dataset = next((pipeline_run / "data").iterdir())
+    records = [r.numpy() for r in tf.data.TFRecordDataset(
+        [str(p) for p in sorted((dataset / "test").glob("*.gz"))], compression_type="GZIP").take(16)]
+    by_example = model.signatures["serving_tf_example"](examples=tf.constant(records))
+    assert by_example["probabilities"].shape == (16, 10)
+    # serving_default on the PNG inside each example gives the same answer as serving_tf_example.
+    pngs = [tf.train.Example.FromString(r).features.feature["image"].bytes_list.value[0] for r in records]
+    by_bytes = model.signatures["serving_default"](images=tf.constant(pngs))
+    np.testing.assert_allclose(by_bytes["probabilities"].numpy(), by_example["probabilities"].numpy(), atol=1e-5)
+    features = model.signatures["transform_features"](examples=tf.constant(records))
+    assert features["image_xf"].shape == (16, 32, 32, 3)
+
+
+def test_rerun_is_cached_and_pushes_nothing_new(pipeline_run, capsys):
+    rc = cli.main(["run", "--data", str(pipeline_run / "data" / next((pipeline_run / "data").iterdir()).name),
+                   "--preset", "tiny", "--output", str(pipeline_run)])
+    assert rc == 0
+    table = capsys.readouterr().out
+    for component in ("ImportExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator"):
+        assert any(line.startswith(component) and " cached " in line for line in table.splitlines()), table
+    assert len(list((pipeline_run / "serving" / "tokenlearner").iterdir())) == 1
