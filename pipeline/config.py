@@ -11,15 +11,16 @@ import os
 import typing
 from typing import Any, Mapping
 
+from pipeline.beam import BeamConfig
+from pipeline.errors import ConfigError
+from pipeline.metadata import MetadataConfig
+from pipeline.vertex_config import VertexConfig
 from trainer.config import PRESETS as TRAINER_PRESETS
 from trainer.config import TrainerConfig
 from trainer.features import CIFAR10_CLASSES
 
 
-class ConfigError(ValueError):
-    """A setting is missing or invalid; the message names the field."""
-
-
+__all__ = ["ConfigError", "PipelineConfig"]  # ConfigError lives in pipeline.errors; re-exported here
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Where the pipeline reads and writes, how it validates and blesses, and the trainer settings."""
@@ -34,6 +35,11 @@ class PipelineConfig:
     beam_workers: int = 2  # Beam DirectRunner multi-processing workers; 0 = one per CPU
     enable_cache: bool = True
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    # Container image of every Kubeflow/Vertex component, Dataflow worker and Vertex training job.
+    image: str = ""
+    beam: BeamConfig = dataclasses.field(default_factory=BeamConfig)  # --set beam_profile=dataflow ...
+    metadata: MetadataConfig = dataclasses.field(default_factory=MetadataConfig)  # --set metadata_backend=mysql
+    vertex: VertexConfig = dataclasses.field(default_factory=VertexConfig)  # --set vertex_project=...
 
     def __post_init__(self) -> None:
         if not self.data_root:
@@ -49,6 +55,9 @@ class PipelineConfig:
             value = getattr(self, name)
             if not value or "/" in value or value.startswith(".") or os.sep in value:
                 raise ConfigError(f"{name}: {value!r} must be a plain name (no '/', no leading '.')")
+        _ = self.beam_pipeline_args  # raises ConfigError naming what the Beam profile still lacks
+        if self.vertex.training and not self.image:
+            raise ConfigError("image: required by vertex_training=true (the training job runs it)")
 
     @property
     def pipeline_root(self) -> str:
@@ -79,7 +88,10 @@ class PipelineConfig:
     def from_dict(cls, values: Mapping[str, Any]) -> "PipelineConfig":
         values = dict(values)
         trainer = TrainerConfig.from_dict(values.pop("trainer", {}))
-        return cls(trainer=trainer, **{**values, "class_names": tuple(values.get("class_names", CIFAR10_CLASSES))})
+        # Sections missing from configs saved by older versions get their defaults.
+        sections = {name: section(**_tuples(values.pop(name, {}))) for name, section in _SECTIONS.items()}
+        return cls(trainer=trainer, **sections,
+                   **{**values, "class_names": tuple(values.get("class_names", CIFAR10_CLASSES))})
 
     def save(self) -> None:
         os.makedirs(self.pipeline_root, exist_ok=True)
@@ -88,7 +100,17 @@ class PipelineConfig:
 
     @property
     def beam_pipeline_args(self) -> list[str]:
-        return ["--direct_running_mode=multi_processing", f"--direct_num_workers={self.beam_workers}"]
+        """Arguments of the Beam profile `beam.profile` (pipeline/beam.py); direct = multi-processing."""
+        return self.beam.pipeline_args(direct_workers=self.beam_workers, image=self.image)
+
+
+# Settings sections besides `trainer`: `--set <section>_<field>=v` or `--set <section>.<field>=v` reach them.
+_SECTIONS: dict[str, type] = {"beam": BeamConfig, "metadata": MetadataConfig, "vertex": VertexConfig}
+
+
+def _tuples(values: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON gives lists where the dataclasses hold tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
 # Pipeline-level settings of each preset; the trainer part comes from trainer.config.PRESETS.
@@ -129,25 +151,38 @@ def _coerce(field_type: Any, raw: str, name: str) -> Any:
 def apply_overrides(config: PipelineConfig, overrides: Mapping[str, str]) -> PipelineConfig:
     """`{"epochs": "1", "accuracy_floor": "0.3", "trainer.num_tokens": "8"}` -> a new config.
 
-    A bare name is looked up in the pipeline fields first, then in the trainer fields."""
+    A bare name is looked up in the pipeline fields first, then as `<section>_<field>` (beam_profile,
+    metadata_host, vertex_project), then in the trainer fields; `<section>.<field>` names a section explicitly."""
     top = typing.get_type_hints(PipelineConfig)
-    sub = typing.get_type_hints(TrainerConfig)
-    top_values, trainer_values = {}, {}
+    sections = {"trainer": TrainerConfig, **_SECTIONS}
+    hints = {name: typing.get_type_hints(cls) for name, cls in sections.items()}
+    plain = set(top) - set(sections)
+    top_values: dict[str, Any] = {}
+    section_values: dict[str, dict[str, Any]] = {name: {} for name in sections}
     for key, raw in overrides.items():
-        name = key.removeprefix("trainer.")
-        if key.startswith("trainer.") or (name not in top and name in sub):
-            if name not in sub:
-                raise ConfigError(f"{key}: unknown trainer field; known: {sorted(sub)}")
-            trainer_values[name] = _coerce(sub[name], raw, key)
-        elif name in top and name != "trainer":
-            top_values[name] = _coerce(top[name], raw, key)
+        section, dot, name = key.partition(".")
+        if dot:
+            if section not in sections:
+                raise ConfigError(f"{key}: unknown section {section!r}; known: {sorted(sections)}")
+            if name not in hints[section]:
+                raise ConfigError(f"{key}: unknown {section} field; known: {sorted(hints[section])}")
+        elif key in plain:
+            top_values[key] = _coerce(top[key], raw, key)
+            continue
         else:
-            raise ConfigError(f"{key}: unknown setting; known: {sorted(set(top) - {'trainer'} | set(sub))}")
+            section, _, name = key.partition("_")
+            if section not in _SECTIONS or name not in hints[section]:
+                section, name = "trainer", key
+            if name not in hints[section]:
+                known = plain | set(hints["trainer"]) | {f"{s}_{f}" for s in _SECTIONS for f in hints[s]}
+                raise ConfigError(f"{key}: unknown setting; known: {sorted(known)}")
+        section_values[section][name] = _coerce(hints[section][name], raw, key)
     try:
-        trainer = dataclasses.replace(config.trainer, **trainer_values)
-    except ValueError as e:
+        replaced = {name: dataclasses.replace(getattr(config, name), **values)
+                    for name, values in section_values.items() if values}
+        return dataclasses.replace(config, **replaced, **top_values)
+    except ValueError as e:  # ConfigError, or TrainerConfig's ValueError: both name the field
         raise ConfigError(str(e)) from None
-    return dataclasses.replace(config, trainer=trainer, **top_values)
 
 
 def load(output_dir: str, pipeline_name: str = "tokenlearner-cifar10") -> PipelineConfig:
