@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="outputs",
                    help="where data, pipeline root, metadata and serving dir go (default: outputs)")
     p.set_defaults(func=_cmd_run)
+
+    from pipeline import flops_cli  # the work is in trainer/flops.py
+
+    p = sub.add_parser("flops", help="parameters and GFLOPs of a preset's model (direct and keras.io conventions)")
+    flops_cli.add_arguments(p)
+    p.set_defaults(func=flops_cli.from_args)
     return parser
 
 

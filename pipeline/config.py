@@ -118,6 +118,7 @@ _PIPELINE_PRESETS: dict[str, dict[str, Any]] = {
     # Accuracy floor at chance level: a 2-epoch model on a few hundred images is only a smoke test.
     "tiny": {"accuracy_floor": 0.0, "regression_tolerance": 1.0},
     "keras_io": {},
+    "better": {},  # same model and 20 epochs, a stronger recipe (trainer/config.py)
 }
 PRESETS = tuple(_PIPELINE_PRESETS)
 DEFAULT_PRESET = "keras_io"

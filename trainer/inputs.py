@@ -22,8 +22,12 @@ def eval_view(images: tf.Tensor, cfg: TrainerConfig) -> tf.Tensor:
 
 
 def train_view(image: tf.Tensor, cfg: TrainerConfig) -> tf.Tensor:
-    """Random view of one image: resize to resize_to, random crop image_size, random horizontal flip."""
+    """Random view of one image: resize to resize_to, pad by crop_padding, random crop image_size, random
+    horizontal flip. Padding is 0, the channel mean of the normalized image."""
     image = tf.image.resize(image, [cfg.resize_to, cfg.resize_to])
+    if cfg.crop_padding:
+        p = cfg.crop_padding
+        image = tf.pad(image, [[p, p], [p, p], [0, 0]])
     image = tf.image.random_crop(image, [cfg.image_size, cfg.image_size, 3])
     return tf.image.random_flip_left_right(image)
 

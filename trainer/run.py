@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from trainer import export, inputs, vit
+from trainer import export, flops, inputs, recipe, vit
 from trainer.config import TrainerConfig
 from trainer.progress import ProgressLogger
 
@@ -24,12 +24,13 @@ CLASS_NAMES_KEY = "class_names"
 log = logging.getLogger(__name__)
 
 
-def compile_model(cfg: TrainerConfig) -> keras.Model:
+def compile_model(cfg: TrainerConfig, steps_per_epoch: int = 1) -> keras.Model:
+    """The model of `cfg`, compiled with its recipe (trainer/recipe.py; schedules need `steps_per_epoch`)."""
     tf.keras.utils.set_random_seed(cfg.seed)
     model = vit.build_model(cfg)
     model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        optimizer=recipe.optimizer(cfg, steps_per_epoch),
+        loss=recipe.loss(cfg),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                  keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy")])
     return model
@@ -43,9 +44,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     train_ds = inputs.make_dataset(fn_args.train_files, tft_output, cfg, training=True, num_examples=num_train)
     eval_ds = inputs.make_dataset(fn_args.eval_files, tft_output, cfg, training=False, num_examples=num_eval)
 
-    model = compile_model(cfg)
+    model = compile_model(cfg, steps_per_epoch=-(-num_train // cfg.batch_size))
     log.info("model %s: %d parameters; %d training / %d validation examples; config %s", model.name,
              model.count_params(), num_train, num_eval, json.dumps(cfg.to_dict()))
+    stats = flops.report(model, fn_args.model_run_dir)  # model_stats.json: parameters, GFLOPs (two conventions)
     best_weights = os.path.join(fn_args.model_run_dir, "best", "weights")
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
@@ -58,3 +60,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
     model.load_weights(best_weights)
     export.export_serving_model(model, tft_output, cfg, class_names, fn_args.serving_model_dir)
+    flops.write(stats, os.path.join(fn_args.serving_model_dir, "assets.extra"))
