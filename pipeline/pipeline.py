@@ -17,7 +17,7 @@ from components.pusher import AtomicPusherExecutor
 from pipeline.config import PipelineConfig
 from trainer import features
 from trainer.preprocessing import PREPROCESSING_FN
-from trainer.run import CLASS_NAMES_KEY, RUN_FN, TRAINER_CONFIG_KEY
+from trainer.run import CLASS_NAMES_KEY, MODEL_NAME_KEY, RUN_FN, TRAINER_CONFIG_KEY
 
 # Split names, as ingestion writes them (components/cifar10.py).
 TRAIN, EVAL, TEST = "train", "eval", "test"
@@ -66,7 +66,8 @@ def create_pipeline(config: PipelineConfig,
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
-        custom_config={TRAINER_CONFIG_KEY: config.trainer.to_dict(), CLASS_NAMES_KEY: list(config.class_names)})
+        custom_config={TRAINER_CONFIG_KEY: config.trainer.to_dict(), CLASS_NAMES_KEY: list(config.class_names),
+                       MODEL_NAME_KEY: config.model_name})
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

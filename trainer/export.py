@@ -4,6 +4,9 @@
   -> probabilities [N, 10], class_ids [N], class_names [N].
 - ``serving_tf_example``: serialized tf.Example [N] (what the Evaluator feeds) -> the same outputs.
 - ``transform_features``: serialized tf.Example [N] -> the transformed features, for debugging.
+
+``write_warmup_requests`` adds ``assets.extra/tf_serving_warmup_requests``: TF Serving replays these requests when it
+loads a version, before the version serves, so the first user request does not pay for graph initialization.
 """
 from __future__ import annotations
 
@@ -13,10 +16,11 @@ import tf_keras as keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer import features, inputs
+from trainer import features, inputs, serving_api
 from trainer.config import TrainerConfig
 
 CLASS_NAMES_ASSET = "class_names.txt"
+WARMUP_FILE = "tf_serving_warmup_requests"  # the name TF Serving looks for under assets.extra/
 
 
 def _write_class_names(export_dir: str, class_names: Sequence[str]) -> None:
@@ -62,3 +66,33 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
     }
     model.save(export_dir, save_format="tf", signatures=signatures)
     _write_class_names(export_dir, class_names)
+
+
+def write_warmup_requests(export_dir: str, model_name: str, images: Sequence[bytes]) -> str:
+    """Writes ``assets.extra/tf_serving_warmup_requests``: TFRecords of ``PredictionLog`` protos, each a
+    ``PredictRequest`` to ``serving_default`` as clients send it. One request per image, then one with all images,
+    so both single and batched calls are initialized. Returns the file's path.
+
+    TF Serving refuses to load a version whose warmup request fails, so only images the training data already
+    decoded (the caller passes them) belong here.
+    """
+    if not images:
+        raise ValueError("write_warmup_requests: expected at least one encoded image")
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    batches = [[image] for image in images] + ([list(images)] if len(images) > 1 else [])
+    tf.io.gfile.makedirs(f"{export_dir}/assets.extra")
+    path = f"{export_dir}/assets.extra/{WARMUP_FILE}"
+    with tf.io.TFRecordWriter(path) as writer:
+        for batch in batches:
+            request = serving_api.predict_request(batch, model_name)
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return path
+
+
+def read_encoded_images(file_patterns: Sequence[str], count: int) -> list[bytes]:
+    """The encoded ``image`` bytes of the first ``count`` records of gzipped raw TFRecords (real warmup inputs)."""
+    spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
+    ds = tf.data.TFRecordDataset(inputs.list_files(list(file_patterns)), compression_type="GZIP").take(count)
+    return [tf.io.parse_single_example(record, spec)[features.IMAGE_KEY].numpy() for record in ds]

@@ -20,6 +20,9 @@ RUN_FN = "trainer.run.run_fn"
 # Keys of the Trainer's custom_config.
 TRAINER_CONFIG_KEY = "trainer_config"
 CLASS_NAMES_KEY = "class_names"
+MODEL_NAME_KEY = "model_name"  # TF Serving model name, written into the warmup requests
+
+WARMUP_IMAGES = 4  # real eval images replayed by TF Serving when it loads the model
 
 log = logging.getLogger(__name__)
 
@@ -61,3 +64,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model.load_weights(best_weights)
     export.export_serving_model(model, tft_output, cfg, class_names, fn_args.serving_model_dir)
     flops.write(stats, os.path.join(fn_args.serving_model_dir, "assets.extra"))
+    export.write_warmup_requests(fn_args.serving_model_dir, fn_args.custom_config[MODEL_NAME_KEY],
+                                 export.read_encoded_images(fn_args.eval_files, WARMUP_IMAGES))
