@@ -56,6 +56,8 @@ class TrainerConfig:
     clip_norm: float = 0.0  # global gradient-norm clipping; 0 = off
     crop_padding: int = 0  # training view: zero-pad (the channel mean) by this much before the random crop
     seed: int = 42
+    # mixed_float16 when training on GPU (the softmax head stays float32); ignored on CPU.
+    mixed_precision: bool = False
 
     def __post_init__(self) -> None:
         if self.token_learner not in TOKEN_LEARNER_VARIANTS:

@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from trainer import export, flops, inputs, recipe, vit
+from trainer import distribute, export, flops, inputs, recipe, vit
 from trainer.config import TrainerConfig
 from trainer.progress import ProgressLogger
 
@@ -47,7 +47,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     train_ds = inputs.make_dataset(fn_args.train_files, tft_output, cfg, training=True, num_examples=num_train)
     eval_ds = inputs.make_dataset(fn_args.eval_files, tft_output, cfg, training=False, num_examples=num_eval)
 
-    model = compile_model(cfg, steps_per_epoch=-(-num_train // cfg.batch_size))
+    with distribute.training_scope(cfg):  # MirroredStrategy on >1 GPU; mixed_float16 on GPU if enabled
+        model = compile_model(cfg, steps_per_epoch=-(-num_train // cfg.batch_size))
     log.info("model %s: %d parameters; %d training / %d validation examples; config %s", model.name,
              model.count_params(), num_train, num_eval, json.dumps(cfg.to_dict()))
     stats = flops.report(model, fn_args.model_run_dir)  # model_stats.json: parameters, GFLOPs (two conventions)

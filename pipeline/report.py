@@ -1,0 +1,493 @@
+"""`tokenlearner report`: one self-contained HTML page about a pipeline run, with its figures as PNG files beside it.
+
+Everything comes from what the run recorded: the components and artifacts from ML Metadata (`summary.collect`),
+the learning curves from the Trainer's `history.csv` (or its TensorBoard events), the confusion matrix and the
+per-class accuracy from the Evaluator's TFMA output, the test predictions and the TokenLearner attention maps from
+the Trainer's exported model run on the ImportExampleGen test split.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import json
+import logging
+import math
+import os
+from typing import Optional
+
+import numpy as np
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import report_figures as figures
+from pipeline import report_html, summary
+from pipeline.config import PipelineConfig
+from trainer.config import TrainerConfig
+
+log = logging.getLogger(__name__)
+
+LATEST = "LATEST"
+HISTORY_METRICS = ("loss", "accuracy", "top5_accuracy")
+_ACCURACY = "sparse_categorical_accuracy"
+_TOP5 = "sparse_top_k_categorical_accuracy"
+
+
+class ReportError(ValueError):
+    """The run lacks what the report needs; the message names the artifact or file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    file: str
+    title: str
+    caption: str
+    size: tuple[int, int]  # pixels, as drawn
+
+
+@dataclasses.dataclass(frozen=True)
+class LineageRow:
+    artifact_id: int
+    artifact_type: str
+    uri: str
+    producer: str  # component that produced it, with its execution id; "" for external artifacts
+    inputs: tuple[int, ...]  # artifact ids the producing execution read
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassMetrics:
+    accuracy: np.ndarray  # per class, from TFMA's per-label slices
+    counts: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """What the HTML page shows (figures are files in the output folder)."""
+
+    config: PipelineConfig
+    run: summary.RunSummary
+    trainer: TrainerConfig
+    trainer_name: str  # the Keras model's name, e.g. vit_token_learner_4
+    facts: list[tuple[str, list[tuple[str, str]]]]  # section -> (fact, value)
+    figures: list[Figure]
+    notes: list[str]
+    confusion: np.ndarray
+    per_class: ClassMetrics
+    lineage: list[LineageRow]
+
+
+# ---- reading the run --------------------------------------------------------------------------------------------
+
+def _step(run: summary.RunSummary, component: str) -> Optional[summary.Step]:
+    return next((s for s in run.steps if s.component == component), None)
+
+
+def _artifact(run: summary.RunSummary, component: str, type_name: str, required: bool = True):
+    """The artifact of `type_name` that `component` output in this run (several components output a Model)."""
+    step = _step(run, component)
+    found = step.outputs.get(type_name, []) if step else []
+    if not found and required:
+        state = f"its execution is {step.status}" if step else "it did not run"
+        raise ReportError(f"run {run.run_id}: no {type_name} artifact from {component} ({state})")
+    return found[0] if found else None
+
+
+def _producer(store, artifact_id: int) -> Optional[metadata_store_pb2.Execution]:
+    """The execution that first produced an artifact (a cached execution re-outputs it later)."""
+    ids = sorted(e.execution_id for e in store.get_events_by_artifact_ids([artifact_id])
+                 if e.type == metadata_store_pb2.Event.OUTPUT)
+    return store.get_executions_by_id(ids[:1])[0] if ids else None
+
+
+def _component(store, execution: metadata_store_pb2.Execution) -> str:
+    nodes = [c.name for c in store.get_contexts_by_execution(execution.id) if c.type == "node"]
+    return nodes[0].split(".", 1)[-1] if nodes else execution.type
+
+
+def lineage(store, start_ids: list[int]) -> list[LineageRow]:
+    """Upstream walk from the given artifacts: who produced each and from which inputs, newest first."""
+    rows, seen, queue = [], set(), list(start_ids)
+    while queue:
+        artifact_id = queue.pop(0)
+        if artifact_id in seen:
+            continue
+        seen.add(artifact_id)
+        artifact = store.get_artifacts_by_id([artifact_id])[0]
+        type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
+        execution = _producer(store, artifact_id)
+        inputs: tuple[int, ...] = ()
+        producer = ""
+        if execution is not None:
+            producer = f"{_component(store, execution)} (execution {execution.id})"
+            inputs = tuple(sorted(e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+                                  if e.type == metadata_store_pb2.Event.INPUT))
+            queue.extend(inputs)
+        rows.append(LineageRow(artifact_id, type_name, artifact.uri, producer, inputs))
+    return rows
+
+
+def trainer_config(store, model_artifact_id: int, fallback: TrainerConfig) -> TrainerConfig:
+    """The settings the model was trained with, from the Trainer execution's custom_config (config.json holds only
+    the latest run's settings)."""
+    execution = _producer(store, model_artifact_id)
+    if execution is not None and "custom_config" in execution.properties:
+        from trainer.run import TRAINER_CONFIG_KEY
+
+        custom = json.loads(execution.properties["custom_config"].string_value or "{}")
+        if TRAINER_CONFIG_KEY in custom:
+            return TrainerConfig.from_dict(custom[TRAINER_CONFIG_KEY])
+    return fallback
+
+
+def learning_curves(model_run_dir: str) -> dict[str, list[float]]:
+    """Per-epoch metrics (loss, accuracy, top5_accuracy and their val_ versions) from the Trainer's history.csv,
+    or from its TensorBoard event files when the CSV is missing."""
+    path = os.path.join(model_run_dir, "history.csv")
+    if os.path.isfile(path):
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            raise ReportError(f"{path}: no epochs recorded")
+        return {k: [float(r[k]) for r in rows] for k in rows[0] if k != "epoch"}
+    history = _tensorboard_curves(model_run_dir)
+    if not history:
+        raise ReportError(f"{model_run_dir}: neither history.csv nor TensorBoard epoch_* scalars")
+    return history
+
+
+def _tensorboard_curves(model_run_dir: str) -> dict[str, list[float]]:
+    import tensorflow as tf
+
+    history: dict[str, list[float]] = {}
+    for subdir, prefix in (("train", ""), ("validation", "val_")):
+        by_step: dict[str, dict[int, float]] = {}
+        for path in sorted(glob.glob(os.path.join(model_run_dir, subdir, "events.out.tfevents.*"))):
+            for event in tf.compat.v1.train.summary_iterator(path):
+                for value in event.summary.value:
+                    if value.tag.startswith("epoch_") and value.tag[len("epoch_"):] in HISTORY_METRICS:
+                        number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
+                        by_step.setdefault(prefix + value.tag[len("epoch_"):], {})[event.step] = number
+        history.update({k: [v[s] for s in sorted(v)] for k, v in by_step.items()})
+    return history
+
+
+def _overall_and_label_slices(uri: str):
+    """(overall metrics, {label: metrics}) of the candidate model from a TFMA evaluation."""
+    import tensorflow_model_analysis as tfma
+
+    overall, per_label = {}, {}
+    for slice_metrics in tfma.load_metrics(uri):
+        values = {kv.key.name: kv.value.double_value.value for kv in slice_metrics.metric_keys_and_values
+                  if not kv.key.is_diff and kv.key.model_name in ("", "candidate")}
+        keys = slice_metrics.slice_key.single_slice_keys
+        if not keys:
+            overall = values
+        elif len(keys) == 1 and keys[0].column == "label":
+            per_label[int(keys[0].int64_value)] = values
+    return overall, per_label
+
+
+def class_metrics(uri: str, num_classes: int) -> tuple[dict[str, float], ClassMetrics]:
+    overall, per_label = _overall_and_label_slices(uri)
+    if not overall:
+        raise ReportError(f"{uri}: no overall slice in the TFMA metrics")
+    accuracy = np.array([per_label.get(k, {}).get(_ACCURACY, math.nan) for k in range(num_classes)])
+    counts = np.array([int(per_label.get(k, {}).get("example_count", 0)) for k in range(num_classes)])
+    return overall, ClassMetrics(accuracy, counts)
+
+
+def confusion_matrix(uri: str, num_classes: int) -> np.ndarray:
+    """(true, predicted) counts on the overall slice, from TFMA's MultiClassConfusionMatrixPlot (argmax, its
+    default threshold 0)."""
+    import tensorflow_model_analysis as tfma
+
+    for plots in tfma.load_plots(uri):
+        if plots.slice_key.single_slice_keys:
+            continue
+        for kv in plots.plot_keys_and_values:
+            if kv.key.model_name not in ("", "candidate") or not kv.value.HasField(
+                    "multi_class_confusion_matrix_at_thresholds"):
+                continue
+            matrices = kv.value.multi_class_confusion_matrix_at_thresholds.matrices
+            matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+            for entry in matrices[0].entries:
+                if 0 <= entry.actual_class_id < num_classes and 0 <= entry.predicted_class_id < num_classes:
+                    matrix[entry.actual_class_id, entry.predicted_class_id] += round(entry.num_weighted_examples)
+            return matrix
+    raise ReportError(f"{uri}: no multi-class confusion matrix plot for the overall slice")
+
+
+def read_test_split(examples_uri: str, limit: int) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """Serialized tf.Examples, decoded images (uint8) and labels of the test split ImportExampleGen wrote."""
+    import tensorflow as tf
+
+    from trainer import features
+
+    files = sorted(glob.glob(os.path.join(examples_uri, "Split-test", "*.gz")))
+    if not files:
+        raise ReportError(f"{examples_uri}/Split-test: no *.gz TFRecord files")
+    records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)]
+    images, labels = [], []
+    for record in records:
+        feature = tf.train.Example.FromString(record).features.feature
+        images.append(tf.io.decode_image(feature[features.IMAGE_KEY].bytes_list.value[0], channels=3).numpy())
+        labels.append(feature[features.LABEL_KEY].int64_list.value[0])
+    return records, np.stack(images), np.array(labels)
+
+
+def predict(serving_dir: str, records: list[bytes], batch: int = 256) -> np.ndarray:
+    """Probabilities from the exported model's serving_tf_example signature: what the Evaluator ran."""
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(serving_dir).signatures["serving_tf_example"]
+    out = [signature(examples=tf.constant(records[i:i + batch]))["probabilities"].numpy()
+           for i in range(0, len(records), batch)]
+    return np.concatenate(out)
+
+
+def load_keras_model(serving_dir: str):
+    """The Keras model inside the Trainer's SavedModel (keras_metadata.pb), with our custom layers."""
+    import tf_keras as keras
+
+    from trainer import token_learner, vit  # noqa: F401  (registers the custom layers for deserialization)
+
+    return keras.models.load_model(serving_dir, compile=False)
+
+
+def token_learner_layer(model):
+    """The model's first TokenLearner (v1 or v1.1; with TokenFuser there is one per later block), or None."""
+    return next((layer for layer in model.layers if hasattr(layer, "attention_maps")), None)
+
+
+def attention_maps(model, views) -> Optional[np.ndarray]:
+    """(N, T, side, side) weights of the model's first TokenLearner on normalized views (N, S, S, 3), or None
+    without one.
+
+    The sub-model up to the TokenLearner's input gives its feature map, on which the layer's own
+    `attention_maps` runs: the same weights its call() pools with."""
+    import tf_keras as keras
+
+    layer = token_learner_layer(model)
+    if layer is None:
+        return None
+    feature_map = keras.Model(model.inputs, layer.input)(views, training=False)  # (N, side, side, D)
+    maps = layer.attention_maps(feature_map).numpy()  # (N, T, side*side)
+    return maps.reshape(maps.shape[0], maps.shape[1], feature_map.shape[1], feature_map.shape[2])
+
+
+def token_attention(model, serving_dir: str, records: list[bytes], images: np.ndarray,
+                    cfg: TrainerConfig) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(display crops (N, S, S, 3) uint8, maps (N, T, side, side)) for a few test examples, or None.
+
+    The model input is what serving feeds it: the Transform output (the SavedModel's transform_features
+    signature) in the deterministic eval view."""
+    import tensorflow as tf
+
+    from trainer import inputs
+
+    transformed = tf.saved_model.load(serving_dir).signatures["transform_features"](examples=tf.constant(records))
+    maps = attention_maps(model, inputs.eval_view(transformed["image_xf"], cfg))
+    if maps is None:
+        return None
+    # The same crop of the stored image, for display: what the maps lie over.
+    shown = inputs.eval_view(tf.cast(images, tf.float32), cfg)
+    return np.clip(np.round(shown.numpy()), 0, 255).astype(np.uint8), maps
+
+
+def _model_stats(*dirs: str) -> dict:
+    """model_stats.json (parameters, FLOPs; trainer/flops.py) where the Trainer wrote one; {} for older runs."""
+    for d in dirs:
+        path = os.path.join(d, "model_stats.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                return json.load(f)
+    return {}
+
+
+def _gflops(stats: dict) -> str:
+    """trainer/flops.py's two conventions: direct (attention included) and keras.io's profiler count."""
+    if "gflops" not in stats:
+        return "n/a"
+    text = f"{stats['gflops']:.4f} (2 × multiply-adds, attention included)"
+    if "keras_io_gflops" in stats:
+        text += f"; keras.io convention {stats['keras_io_gflops']:.4f}"
+    return text
+
+
+def _fmt(value: Optional[float], pattern: str = "{:.4f}") -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else pattern.format(value)
+
+
+def _facts(config: PipelineConfig, run: summary.RunSummary, cfg: TrainerConfig, *, params: int, stats: dict,
+           overall: dict[str, float], history: dict[str, list[float]], best_epoch: Optional[int], baseline,
+           serving_dir: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The model card: (section, [(fact, value)])."""
+    if cfg.token_learner == "none":
+        variant = f"ViT without TokenLearner ({cfg.num_patches} tokens in every block)"
+        tokens = f"{cfg.num_patches}"
+    else:
+        form = ""
+        if cfg.token_learner == "v1.1":
+            form = f" ({cfg.token_learner_groups} groups)" if cfg.token_learner_groups else " (MLP)"
+        where = (f"+ TokenFuser around blocks {cfg.token_learner_layer + 1}–{cfg.num_layers - 1}" if cfg.token_fuser
+                 else f"after block {cfg.token_learner_layer}")
+        variant = f"ViT + TokenLearner {cfg.token_learner}{form} {where} of {cfg.num_layers} blocks"
+        tokens = f"{cfg.num_patches} patches → {cfg.num_tokens} learned tokens"
+    manifest = {}
+    manifest_path = os.path.join(config.data_root, "manifest.json")
+    if os.path.isfile(manifest_path):
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+    best = (f"{best_epoch} of {len(history['loss'])} (validation accuracy {history['val_accuracy'][best_epoch - 1]:.4f})"
+            if best_epoch else "n/a")
+    not_pushed = getattr(run, "not_pushed_reason", "")
+    return [
+        ("Model", [
+            ("variant", variant), ("tokens", tokens),
+            ("parameters", f"{params:,}"), ("GFLOPs per image", _gflops(stats)),
+            ("input view", f"{cfg.image_size}×{cfg.image_size}×3"),
+            ("patches", f"{cfg.patch_size}×{cfg.patch_size} of a {cfg.image_size}×{cfg.image_size} view"),
+            ("width · heads · MLP", f"{cfg.projection_dim} · {cfg.num_heads} · {cfg.mlp_dim}"),
+        ]),
+        ("Data", [
+            ("dataset", config.data_root),
+            ("source", f"{manifest.get('source', 'n/a')} ({manifest.get('format', '?')})"),
+            ("limit", str(manifest.get("limit") or "all images")),
+            *[(f"{split} examples", f"{count:,}") for split, count in run.examples.items()],
+            ("anomalies", ", ".join(run.anomalies) or "none"),
+        ]),
+        ("Recipe", [
+            ("epochs · batch", f"{cfg.epochs} · {cfg.batch_size}"),
+            ("optimizer", f"AdamW, weight decay {cfg.weight_decay:g}"
+                          + (f", gradient norm clipped at {cfg.clip_norm:g}" if cfg.clip_norm else "")),
+            ("learning rate", f"{cfg.learning_rate:g} constant" if cfg.lr_schedule == "constant" else
+             f"{cfg.learning_rate:g} peak, {cfg.warmup_fraction:.0%} warmup, {cfg.lr_schedule} decay"),
+            ("loss", "cross-entropy" + (f", label smoothing {cfg.label_smoothing:g}" if cfg.label_smoothing else "")),
+            ("augmentation", f"resize to {cfg.resize_to}"
+                             + (f", pad {cfg.crop_padding}" if cfg.crop_padding else "")
+                             + f", random {cfg.image_size} crop, horizontal flip"),
+            ("dropout · stochastic depth", f"{cfg.dropout:g} · {cfg.stochastic_depth:g}"),
+            ("seed", str(cfg.seed)),
+            ("epoch kept", best),
+        ]),
+        ("Test metrics (TFMA)", [
+            ("accuracy", _fmt(overall.get(_ACCURACY))),
+            ("top-5 accuracy", _fmt(overall.get(_TOP5))),
+            ("examples", _fmt(overall.get("example_count"), "{:,.0f}")),
+        ]),
+        ("Blessing and push", [
+            ("blessed", {True: "yes", False: "no", None: "n/a"}[run.blessed]),
+            ("thresholds", f"accuracy ≥ {config.accuracy_floor:g}, at most {config.regression_tolerance:g} "
+                           f"below the baseline"),
+            ("baseline model", f"artifact #{baseline.id}" if baseline is not None else "none (first blessed model)"),
+            ("pushed version", os.path.basename(run.pushed_to) if run.pushed_to else f"not pushed {not_pushed}"),
+            ("serving path", run.pushed_to or "–"),
+        ]),
+        ("Run", [
+            ("pipeline", config.pipeline_name),
+            ("pipeline run id", run.run_id),
+            ("components", ", ".join(f"{sum(s.status == k for s in run.steps)} {k}"
+                                     for k in ("ran", "cached", "FAILED") if any(s.status == k for s in run.steps))),
+            ("trained model", serving_dir),
+            ("metadata", config.metadata_path),
+        ]),
+    ]
+
+
+# ---- building the report -------------------------------------------------------------------------------------
+
+def _training_figures(model_run_dir: str, out_dir: str) -> tuple[list[Figure], dict, Optional[int]]:
+    history = learning_curves(model_run_dir)
+    best_epoch = int(np.argmax(history["val_accuracy"])) + 1 if "val_accuracy" in history else None
+    figures.learning_curves(history, best_epoch, os.path.join(out_dir, "learning_curves.png"))
+    source = "history.csv" if os.path.isfile(os.path.join(model_run_dir, "history.csv")) else "TensorBoard events"
+    return [Figure("learning_curves.png", "Learning curves",
+                   f"Per epoch, from the Trainer's {source} in {model_run_dir}. Training metrics are on augmented "
+                   f"crops with dropout; validation on the eval split's central crops. The dotted line marks the "
+                   f"epoch kept (best validation accuracy).", figures.LEARNING_CURVES_SIZE)], history, best_epoch
+
+
+def _evaluation_figures(evaluation_uri: str, class_names: list[str], out_dir: str):
+    overall, per_class = class_metrics(evaluation_uri, len(class_names))
+    matrix = confusion_matrix(evaluation_uri, len(class_names))
+    figures.confusion_matrix(matrix, class_names, os.path.join(out_dir, "confusion_matrix.png"))
+    figures.per_class_accuracy(per_class.accuracy, per_class.counts, overall.get(_ACCURACY), class_names,
+                               os.path.join(out_dir, "per_class_accuracy.png"))
+    shown = [Figure("confusion_matrix.png", "Confusion matrix (test split)",
+                    f"TFMA MultiClassConfusionMatrixPlot from the Evaluator ({evaluation_uri}): rows the true "
+                    f"class, columns the predicted (argmax) class.", figures.CONFUSION_MATRIX_SIZE),
+             Figure("per_class_accuracy.png", "Accuracy per class (test split)",
+                    "TFMA sparse_categorical_accuracy on the Evaluator's per-label slices.", figures.PER_CLASS_SIZE)]
+    return shown, overall, per_class, matrix
+
+
+def _model_figures(keras_model, serving_dir: str, examples_uri: str, cfg: TrainerConfig, class_names: list[str],
+                   out_dir: str, max_test_examples: int) -> tuple[list[Figure], list[str]]:
+    """The prediction grid and the attention maps: the trained model run on the test split."""
+    records, images, labels = read_test_split(examples_uri, max_test_examples)
+    predictions = figures.Predictions(images, labels, predict(serving_dir, records))
+    figures.prediction_grid(predictions, class_names, os.path.join(out_dir, "test_predictions.png"))
+    mistakes = int((predictions.predicted != labels).sum())
+    shown = [Figure("test_predictions.png", "Test images, worst mistakes first",
+                    f"{len(records):,} test images through the trained model's serving_tf_example signature; "
+                    f"{mistakes:,} misclassified. Ordered by the probability given to the true class, lowest first. "
+                    f"Title: predicted class and its probability; below, the true class and its probability.",
+                    figures.PREDICTIONS_SIZE)]
+    # The first test image of each of the first classes, so the maps can be compared across content.
+    picks = [int(np.flatnonzero(labels == c)[0]) for c in range(len(class_names))
+             if (labels == c).any()][:figures.ATTENTION_IMAGES]
+    attention = token_attention(keras_model, serving_dir, [records[i] for i in picks], images[picks], cfg)
+    if attention is None:
+        return shown, [f"No TokenLearner attention figure: the model ({keras_model.name}, token_learner="
+                       f"{cfg.token_learner!r}) has no TokenLearner layer."]
+    views, maps = attention
+    titles = [f"{class_names[labels[i]]} → {class_names[predictions.predicted[i]]}" for i in picks]
+    figures.attention_maps(views, maps, titles, os.path.join(out_dir, "token_attention.png"))
+    layer = token_learner_layer(keras_model)
+    more = (f" (the first {figures.ATTENTION_MAX_TOKENS} shown)" if maps.shape[1] > figures.ATTENTION_MAX_TOKENS
+            else "")
+    shown.append(Figure(
+        "token_attention.png", "TokenLearner attention maps",
+        f"The {maps.shape[1]} spatial maps{more} of layer {layer.name} ({type(layer).__name__}) over the "
+        f"{maps.shape[2]}×{maps.shape[3]} patch grid of the central crop the model sees: each patch's brightness "
+        f"is its weight, stretched to the map's own range (in the panel title). Row title: true → predicted.",
+        figures.attention_size(maps.shape[1])))
+    return shown, []
+
+
+def build(config: PipelineConfig, out_dir: str, run_id: Optional[str] = None, max_test_examples: int = 10_000,
+          store=None) -> str:
+    """Writes report.html and its PNG figures into out_dir; returns the HTML path."""
+    if not os.path.isfile(config.metadata_path):
+        raise ReportError(f"{config.metadata_path}: missing; expected the metadata of a `tokenlearner run`")
+    store = store or summary.open_store(config)
+    try:
+        run = summary.collect(config, None if run_id in (None, LATEST) else run_id, store=store)
+    except LookupError as e:
+        raise ReportError(f"{config.metadata_path}: {e}") from None
+    model = _artifact(run, "Trainer", "Model")
+    model_run = _artifact(run, "Trainer", "ModelRun")
+    evaluation = _artifact(run, "Evaluator", "ModelEvaluation")
+    examples = _artifact(run, "ImportExampleGen", "Examples")
+    blessing = _artifact(run, "Evaluator", "ModelBlessing", required=False)
+    pushed = _artifact(run, "Pusher", "PushedModel", required=False)
+    baseline = _artifact(run, "latest_blessed_model_resolver", "Model", required=False)
+    cfg = trainer_config(store, model.id, config.trainer)
+    serving_dir = os.path.join(model.uri, "Format-Serving")
+    class_names = list(config.class_names)
+    os.makedirs(out_dir, exist_ok=True)
+
+    shown, history, best_epoch = _training_figures(model_run.uri, out_dir)
+    evaluated, overall, per_class, matrix = _evaluation_figures(evaluation.uri, class_names, out_dir)
+    keras_model = load_keras_model(serving_dir)
+    predicted, notes = _model_figures(keras_model, serving_dir, examples.uri, cfg, class_names, out_dir,
+                                      max_test_examples)
+    stats = _model_stats(model_run.uri, os.path.join(serving_dir, "assets.extra"))
+    facts = _facts(config, run, cfg, params=keras_model.count_params(), stats=stats, overall=overall,
+                   history=history, best_epoch=best_epoch, baseline=baseline, serving_dir=serving_dir)
+    report = Report(config=config, run=run, trainer=cfg, trainer_name=keras_model.name, facts=facts,
+                    figures=shown + evaluated + predicted, notes=notes, confusion=matrix, per_class=per_class,
+                    lineage=lineage(store, [a.id for a in (pushed, blessing, evaluation) if a is not None]))
+    path = os.path.join(out_dir, "report.html")
+    with open(path, "w") as f:
+        f.write(report_html.render(report))
+    return path
