@@ -113,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("flops", help="parameters and GFLOPs of a preset's model (direct and keras.io conventions)")
     flops_cli.add_arguments(p)
     p.set_defaults(func=flops_cli.from_args)
+
+    from pipeline import report_cli  # the work is in report.py / tensorboard_logs.py
+
+    p = sub.add_parser("report", help="write an HTML report of a run: learning curves, confusion matrix, "
+                                      "mistakes, TokenLearner maps, model card, lineage")
+    report_cli.add_report_arguments(p)
+    p.set_defaults(func=report_cli.report_from_args)
+
+    p = sub.add_parser("tensorboard", help="print (--launch: run) the TensorBoard command for a run's Trainer logs")
+    report_cli.add_tensorboard_arguments(p)
+    p.set_defaults(func=report_cli.tensorboard_from_args)
     return parser
 
 
