@@ -108,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where data, pipeline root, metadata and serving dir go (default: outputs)")
     p.set_defaults(func=_cmd_run)
 
+    from pipeline import remote_cli  # the work is in kubeflow_runner.py / vertex_runner.py
+
+    p = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines v2 or Vertex AI (offline)")
+    remote_cli.add_arguments(p, submit=False)
+    p.set_defaults(func=remote_cli.compile_from_args)
+
+    p = sub.add_parser("submit", help="compile and submit the pipeline to Vertex AI Pipelines (--dry-run: print)")
+    remote_cli.add_arguments(p, submit=True)
+    p.set_defaults(func=remote_cli.submit_from_args)
+
     from pipeline import flops_cli  # the work is in trainer/flops.py
 
     p = sub.add_parser("flops", help="parameters and GFLOPs of a preset's model (direct and keras.io conventions)")

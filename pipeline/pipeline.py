@@ -15,6 +15,7 @@ from tfx.dsl.components.base import executor_spec
 
 from components.pusher import AtomicPusherExecutor
 from pipeline.config import PipelineConfig
+from pipeline.training import trainer_component
 from trainer import features
 from trainer.preprocessing import PREPROCESSING_FN
 from trainer.run import CLASS_NAMES_KEY, MODEL_NAME_KEY, RUN_FN, TRAINER_CONFIG_KEY
@@ -59,7 +60,8 @@ def create_pipeline(config: PipelineConfig,
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, materialize=False, disable_statistics=True,
         splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN]))
-    trainer = tfx.components.Trainer(
+    trainer = trainer_component(  # in the pipeline, or a Vertex AI training job (config.vertex.training)
+        config,
         run_fn=RUN_FN,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],

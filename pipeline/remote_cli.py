@@ -1,0 +1,68 @@
+"""`tokenlearner compile` and `tokenlearner submit`: their arguments and the config they build.
+
+The work itself is in pipeline/kubeflow_runner.py and pipeline/vertex_runner.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+
+from pipeline import beam
+from pipeline import config as config_lib
+
+TARGETS = ("kubeflow", "vertex")
+
+
+def add_arguments(p: argparse.ArgumentParser, submit: bool) -> None:
+    if not submit:
+        p.add_argument("--target", required=True, choices=TARGETS,
+                       help="kubeflow: KFP v2 spec (.yaml for `kfp run create`, .json); vertex: also checks the "
+                            "Vertex settings (project, gs:// paths)")
+    p.add_argument("--image", required=True,
+                   help="container image built from deploy/Dockerfile; every component (and Dataflow/Vertex "
+                        "training workers) runs it")
+    p.add_argument("--data-root", required=True, metavar="URI",
+                   help="dataset folder written by `tokenlearner data`, copied where the workers read it "
+                        "(gs://bucket/data/cifar10-...)")
+    p.add_argument("--output", required=True, metavar="URI",
+                   help="output folder on shared storage (gs://bucket/tokenlearner): pipeline root, serving dir")
+    p.add_argument("--out", default=None if submit else "pipeline.json", metavar="FILE",
+                   help="where the compiled spec goes" + ("" if submit else " (default: pipeline.json)"))
+    p.add_argument("--preset", default=config_lib.DEFAULT_PRESET, choices=config_lib.PRESETS)
+    p.add_argument("--beam-profile", choices=beam.PROFILES, default=None,
+                   help="Beam runner of the data-heavy components (default: config's beam_profile, direct)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any config field, e.g. --set vertex_project=p --set beam_temp_location=gs://b/tmp")
+    if submit:
+        p.add_argument("--dry-run", action="store_true",
+                       help="build the Vertex PipelineJob and print it; send nothing")
+
+
+def build_config(args) -> config_lib.PipelineConfig:
+    overrides = config_lib.parse_overrides(args.set or [])
+    if args.beam_profile:
+        overrides["beam_profile"] = args.beam_profile
+    # The image is applied with the overrides: Beam profiles that need it are validated with it present.
+    overrides["image"] = args.image
+    base = config_lib.from_preset(args.preset, data_root=args.data_root, output_dir=args.output)
+    return config_lib.apply_overrides(base, overrides)
+
+
+def compile_from_args(args) -> int:
+    from pipeline import kubeflow_runner, vertex_runner
+
+    runner = vertex_runner if args.target == "vertex" else kubeflow_runner
+    print(runner.compile_spec(build_config(args), args.out))
+    return 0
+
+
+def submit_from_args(args) -> int:
+    from pipeline import vertex_runner
+
+    config = build_config(args)
+    out = args.out or os.path.join(tempfile.mkdtemp(prefix="tokenlearner-"), "pipeline.json")
+    vertex_runner.compile_spec(config, out)
+    print(json.dumps(vertex_runner.submit(config, out, dry_run=args.dry_run), indent=2))
+    return 0

@@ -1,0 +1,104 @@
+"""Beam profiles: each becomes the exact beam_pipeline_args list, chosen by config (`--set`) or CLI flag; bad
+profiles stop with the field named."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline import cli
+from pipeline import config as config_lib
+from pipeline.config import ConfigError
+
+IMAGE = "europe-docker.pkg.dev/proj/repo/tokenlearner:1.0"
+
+
+def _config(*pairs: str, image: str = IMAGE) -> config_lib.PipelineConfig:
+    overrides = config_lib.parse_overrides(list(pairs))
+    return config_lib.apply_overrides(config_lib.from_preset("tiny", data_root="gs://b/data", image=image), overrides)
+
+
+def test_direct_is_the_default_and_unchanged():
+    cfg = config_lib.from_preset("tiny", data_root="d")
+    assert cfg.beam.profile == "direct"
+    assert cfg.beam_pipeline_args == ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert _config("beam_workers=0").beam_pipeline_args == ["--direct_running_mode=multi_processing",
+                                                            "--direct_num_workers=0"]
+
+
+def test_dataflow_runs_workers_in_the_pipeline_image():
+    cfg = _config("beam_profile=dataflow", "beam_project=proj", "beam_region=europe-west4",
+                  "beam_temp_location=gs://b/tmp", "beam_machine_type=n2-standard-4", "beam_max_workers=20")
+    assert cfg.beam_pipeline_args == [
+        "--runner=DataflowRunner", "--project=proj", "--region=europe-west4", "--temp_location=gs://b/tmp",
+        "--autoscaling_algorithm=THROUGHPUT_BASED", "--max_num_workers=20", "--machine_type=n2-standard-4",
+        f"--sdk_container_image={IMAGE}"]
+
+
+def test_dataflow_fixed_workers_and_setup_file_instead_of_image():
+    cfg = _config("beam.profile=dataflow", "beam.project=proj", "beam.region=us-central1",
+                  "beam.temp_location=gs://b/tmp", "beam_autoscaling=NONE", "beam_num_workers=5",
+                  "beam_setup_file=/src/tokenlearner/setup.py", image="")
+    assert cfg.beam_pipeline_args == [
+        "--runner=DataflowRunner", "--project=proj", "--region=us-central1", "--temp_location=gs://b/tmp",
+        "--autoscaling_algorithm=NONE", "--num_workers=5", "--setup_file=/src/tokenlearner/setup.py"]
+
+
+def test_flink_and_spark_go_through_the_portable_runner():
+    flink = _config("beam_profile=flink", "beam_job_endpoint=flink-jobserver:8099", "beam_parallelism=8")
+    assert flink.beam_pipeline_args == [
+        "--runner=PortableRunner", "--job_endpoint=flink-jobserver:8099", "--environment_type=DOCKER",
+        f"--environment_config={IMAGE}", "--parallelism=8"]
+    spark = _config("beam_profile=spark", "beam_job_endpoint=spark-jobserver:8099",
+                    "beam_environment_type=EXTERNAL", "beam_environment_config=localhost:50000")
+    assert spark.beam_pipeline_args == [
+        "--runner=PortableRunner", "--job_endpoint=spark-jobserver:8099", "--environment_type=EXTERNAL",
+        "--environment_config=localhost:50000"]
+    loopback = _config("beam_profile=spark", "beam_job_endpoint=localhost:8099", "beam_environment_type=LOOPBACK")
+    assert loopback.beam_pipeline_args == ["--runner=PortableRunner", "--job_endpoint=localhost:8099",
+                                           "--environment_type=LOOPBACK"]
+
+
+@pytest.mark.parametrize("pairs, image, match", [
+    (["beam_profile=samza"], IMAGE, "beam_profile: unknown 'samza'"),
+    (["beam_profile=dataflow"], IMAGE, "beam_project: required by beam_profile=dataflow"),
+    (["beam_profile=dataflow", "beam_project=p", "beam_region=r", "beam_temp_location=/tmp"], IMAGE,
+     "beam_temp_location: Dataflow needs a gs:// folder"),
+    (["beam_profile=dataflow", "beam_project=p", "beam_region=r", "beam_temp_location=gs://b/t"], "",
+     "image: required by beam_profile=dataflow"),
+    (["beam_profile=flink"], IMAGE, "beam_job_endpoint: required by beam_profile=flink"),
+    (["beam_profile=spark", "beam_job_endpoint=h:1"], "", "image: required by beam_profile=spark"),
+    (["beam_profile=spark", "beam_job_endpoint=h:1", "beam_environment_type=EXTERNAL"], IMAGE,
+     "beam_environment_config: required"),
+    (["beam_environment_type=KUBERNETES"], IMAGE, "beam_environment_type: unknown"),
+    (["beam_max_workers=-1"], IMAGE, "beam_max_workers: expected >= 0"),
+    (["beam_setup_file=pyproject.toml"], IMAGE, "beam_setup_file: Beam expects a path to a file named setup.py"),
+    (["beam.nope=1"], IMAGE, "beam.nope: unknown beam field"),
+])
+def test_bad_profiles_name_the_field(pairs, image, match):
+    with pytest.raises(ConfigError, match=match):
+        _config(*pairs, image=image)
+
+
+def test_profile_survives_the_saved_config_round_trip():
+    cfg = _config("beam_profile=flink", "beam_job_endpoint=jm:8099", "vertex_labels=team=ml")
+    again = config_lib.PipelineConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.beam_pipeline_args == cfg.beam_pipeline_args
+
+
+def test_a_config_saved_before_the_sections_existed_still_loads():
+    values = config_lib.from_preset("tiny", data_root="d").to_dict()
+    for section in ("beam", "metadata", "vertex", "image"):
+        values.pop(section)
+    assert config_lib.PipelineConfig.from_dict(values).beam.profile == "direct"
+
+
+def test_cli_flag_and_unknown_profile_exit_2(capsys):
+    rc = cli.main(["compile", "--target", "kubeflow", "--image", IMAGE, "--data-root", "gs://b/d",
+                   "--output", "gs://b/o", "--set", "beam_profile=samza"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tokenlearner: error: beam_profile: unknown 'samza'") and len(err.splitlines()) == 1
+    rc = cli.main(["compile", "--target", "kubeflow", "--image", IMAGE, "--data-root", "gs://b/d",
+                   "--output", "gs://b/o", "--beam-profile", "flink"])
+    assert rc == 2 and "beam_job_endpoint: required by beam_profile=flink" in capsys.readouterr().err
