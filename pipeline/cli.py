@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if {"-v", "--verbose"} & set(s
 
 from components import cifar10  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
+from pipeline import predict  # noqa: E402  (imports TensorFlow only when a model is used)
 
 log = logging.getLogger("tokenlearner")
 
@@ -83,6 +84,10 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_predict(args) -> int:
+    return predict.run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokenlearner", description=__doc__)
     verbosity = parser.add_mutually_exclusive_group()
@@ -107,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="outputs",
                    help="where data, pipeline root, metadata and serving dir go (default: outputs)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("predict", help="classify images with the exported model: locally, or via TF Serving",
+                       description=predict.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    predict.add_arguments(p)
+    p.set_defaults(func=_cmd_predict)
 
     from pipeline import remote_cli  # the work is in kubeflow_runner.py / vertex_runner.py
 

@@ -1,0 +1,474 @@
+"""`tokenlearner predict`: classify image files through the exported model's ``serving_default`` signature.
+
+Three ways to reach the model, all sending the same encoded image bytes (``trainer/serving_api.py`` builds the
+requests): ``--model DIR`` loads the SavedModel here, ``--rest URL`` calls TF Serving's REST API, ``--grpc
+HOST:PORT`` its gRPC PredictionService. Files are sent in batches; when the model rejects a batch (InvalidArgument:
+a file that is not an image), its files are sent one by one so only the bad ones fail. Network calls have a
+timeout and are retried with exponential backoff when the server is unreachable, overloaded or still loading.
+
+Exit codes, for scripts:
+  0  every file was classified
+  1  some files or folders failed (each one reported); the others were classified
+  2  usage or configuration error: bad arguments, no SavedModel at --model, the server does not know the model,
+     version or label
+  3  the server could not be reached, or kept failing, after the retries
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import http.client
+import json
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol, Sequence
+
+from pipeline.config import PipelineConfig
+from trainer import serving_api
+from trainer.features import CIFAR10_CLASSES
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what a folder is searched for; a file named explicitly is always sent
+DEFAULT_MODEL_NAME = next(f.default for f in dataclasses.fields(PipelineConfig) if f.name == "model_name")
+CLASS_NAMES_ASSET = "assets.extra/class_names.txt"  # written by trainer/export.py
+
+
+class PredictError(Exception):
+    """Stops the whole command: one message, one exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class BadInput(Exception):
+    """The model rejected the request's images (TF Serving: InvalidArgument)."""
+
+
+class Transient(Exception):
+    """The server could not be reached or asked to try again later; worth a retry."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictSettings:
+    """What to classify and how to reach the model; exactly one of model_dir, rest_url, grpc_target."""
+
+    paths: tuple[str, ...]
+    model_dir: Optional[str] = None
+    rest_url: Optional[str] = None
+    grpc_target: Optional[str] = None
+    model_name: str = DEFAULT_MODEL_NAME
+    version: Optional[int] = None
+    label: Optional[str] = None
+    top_k: int = 3
+    as_json: bool = False
+    timeout_s: float = 10.0
+    retries: int = 3
+    backoff_s: float = 0.5
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        targets = [t for t in (self.model_dir, self.rest_url, self.grpc_target) if t]
+        if len(targets) != 1:
+            raise PredictError("give exactly one of --model DIR, --rest URL, --grpc HOST:PORT", EXIT_CONFIG)
+        if not self.paths:
+            raise PredictError("give at least one image file or folder", EXIT_CONFIG)
+        if self.version is not None and self.label:
+            raise PredictError("give --version or --label, not both", EXIT_CONFIG)
+        if self.version is not None and self.version < 0:
+            raise PredictError(f"--version: expected a non-negative integer, got {self.version}", EXIT_CONFIG)
+        if self.label and self.model_dir:
+            raise PredictError("--label needs a model server (--rest or --grpc); with --model use --version",
+                               EXIT_CONFIG)
+        if not self.model_name or "/" in self.model_name:
+            raise PredictError(f"--model-name: {self.model_name!r} must be a plain name", EXIT_CONFIG)
+        for name, low in (("top_k", 1), ("batch_size", 1), ("retries", 0)):
+            if getattr(self, name) < low:
+                raise PredictError(f"--{name.replace('_', '-')}: expected >= {low}, got {getattr(self, name)}",
+                                   EXIT_CONFIG)
+        if self.timeout_s <= 0:
+            raise PredictError(f"--timeout: expected seconds > 0, got {self.timeout_s}", EXIT_CONFIG)
+
+
+@dataclasses.dataclass(frozen=True)
+class FileResult:
+    """One file's outcome: the top-k (class name, probability) pairs, or an error."""
+
+    path: str
+    top: tuple[tuple[str, float], ...] = ()
+    class_id: Optional[int] = None
+    error: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"file": self.path, "error": self.error}
+        return {"file": self.path, "class_id": self.class_id, "class_name": self.top[0][0],
+                "top_k": [{"class_name": name, "probability": p} for name, p in self.top]}
+
+
+class Backend(Protocol):
+    """Classifies encoded images: one ``{probabilities, class_id, class_name}`` dict per image, in order.
+
+    Raises BadInput when the model rejects the images, Transient when a retry may help, PredictError otherwise."""
+
+    description: str
+    class_names: tuple[str, ...]
+
+    def predict(self, images: list[bytes]) -> list[dict[str, Any]]: ...
+
+
+# ---------------------------------------------------------------------------------------------------- backends
+
+def resolve_model_dir(path: str, version: Optional[int] = None) -> Path:
+    """A SavedModel folder, or a model base folder (``<serving>/<model_name>``) -> the version folder to load:
+    ``--version`` if given, else the highest numbered version, as TF Serving's default policy picks."""
+    root = Path(path)
+    if not root.is_dir():
+        raise PredictError(f"--model {path}: no such folder", EXIT_CONFIG)
+    if version is None and (root / "saved_model.pb").is_file():
+        return root
+    versions = sorted(int(c.name) for c in root.iterdir() if c.name.isdigit() and (c / "saved_model.pb").is_file())
+    if version is not None:
+        if version not in versions:
+            raise PredictError(f"--model {path}: no version {version}; found versions {versions}", EXIT_CONFIG)
+        return root / str(version)
+    if not versions:
+        raise PredictError(f"--model {path}: expected a SavedModel folder (with saved_model.pb) or a model base "
+                           f"folder with numbered versions (<base>/<version>/saved_model.pb); found neither",
+                           EXIT_CONFIG)
+    return root / str(versions[-1])
+
+
+class LocalBackend:
+    """The SavedModel loaded in this process, called through ``serving_default`` as TF Serving would."""
+
+    def __init__(self, model_dir: str, version: Optional[int] = None):
+        import tensorflow as tf
+
+        self._tf = tf
+        path = resolve_model_dir(model_dir, version)
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            raise PredictError(f"--model {path}: cannot load the SavedModel: {e}", EXIT_CONFIG) from None
+        if serving_api.SIGNATURE_NAME not in loaded.signatures:
+            raise PredictError(f"--model {path}: no {serving_api.SIGNATURE_NAME!r} signature; has "
+                               f"{sorted(loaded.signatures)}", EXIT_CONFIG)
+        self._loaded = loaded  # keeps the signature's resources alive
+        self._signature = loaded.signatures[serving_api.SIGNATURE_NAME]
+        self.description = str(path)
+        names = path / CLASS_NAMES_ASSET
+        self.class_names = (tuple(n for n in names.read_text().splitlines() if n) if names.is_file()
+                            else CIFAR10_CLASSES)
+
+    def predict(self, images: list[bytes]) -> list[dict[str, Any]]:
+        tf = self._tf
+        try:
+            out = self._signature(**{serving_api.INPUT_KEY: tf.constant(images, dtype=tf.string)})
+        except tf.errors.InvalidArgumentError as e:
+            raise BadInput(_first_line(e.message)) from None
+        probabilities = out[serving_api.PROBABILITIES].numpy()
+        class_ids = out[serving_api.CLASS_IDS].numpy()
+        class_names = out[serving_api.CLASS_NAMES].numpy()
+        return [{"probabilities": [float(p) for p in probabilities[i]], "class_id": int(class_ids[i]),
+                 "class_name": class_names[i].decode()} for i in range(len(images))]
+
+
+class RestBackend:
+    """TF Serving's REST API: ``POST <url>/v1/models/NAME[/versions/N|/labels/L]:predict``."""
+
+    def __init__(self, url: str, model_name: str, version: Optional[int], label: Optional[str], timeout_s: float):
+        base = url if "://" in url else f"http://{url}"
+        if not base.startswith(("http://", "https://")):
+            raise PredictError(f"--rest {url}: expected http://HOST:PORT or https://HOST:PORT", EXIT_CONFIG)
+        self.url = base.rstrip("/") + serving_api.rest_predict_path(model_name, version, label)
+        self.description = self.url
+        self.class_names = CIFAR10_CLASSES
+        self._timeout_s = timeout_s
+
+    def predict(self, images: list[bytes]) -> list[dict[str, Any]]:
+        body = json.dumps(serving_api.rest_body(images)).encode()
+        request = urllib.request.Request(self.url, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as e:
+            message = _rest_error(e)
+            if e.code == 400:
+                _raise_bad_request(message, self.url)
+            if e.code == 404:
+                raise PredictError(f"{self.url}: {message}", EXIT_CONFIG) from None
+            if e.code in (408, 429) or e.code >= 500:
+                raise Transient(f"HTTP {e.code}: {message}") from None
+            raise PredictError(f"{self.url}: HTTP {e.code}: {message}", EXIT_UNREACHABLE) from None
+        except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException) as e:
+            raise Transient(str(getattr(e, "reason", e)) or type(e).__name__) from None
+        try:
+            return serving_api.parse_rest_predictions(json.loads(raw), expected=len(images))
+        except ValueError as e:
+            raise PredictError(f"{self.url}: unexpected answer: {e}", EXIT_UNREACHABLE) from None
+
+
+# InvalidArgument answers about the request itself, not about an image: the same for every file, so a usage error.
+_REQUEST_LEVEL = ("Unrecognized servable version label", "Serving signature name", "input size does not match",
+                  "do not match the signature", "Missing 'inputs' or 'instances'")
+
+
+def _raise_bad_request(message: str, where: str) -> None:
+    if any(marker in message for marker in _REQUEST_LEVEL):
+        raise PredictError(f"{where}: {message}", EXIT_CONFIG) from None
+    raise BadInput(message) from None
+
+
+def _rest_error(error: urllib.error.HTTPError) -> str:
+    """TF Serving answers errors as {"error": "..."}."""
+    try:
+        return _first_line(str(json.loads(error.read())["error"]))
+    except Exception:  # not JSON, or no "error": the status line is all there is
+        return str(error.reason)
+
+
+class GrpcBackend:
+    """TF Serving's gRPC ``PredictionService.Predict``."""
+
+    # gRPC status codes -> what they mean here (names, so grpc is imported only when this backend is used).
+    _BAD_INPUT = {"INVALID_ARGUMENT"}
+    _CONFIG = {"NOT_FOUND", "FAILED_PRECONDITION", "UNIMPLEMENTED", "PERMISSION_DENIED", "UNAUTHENTICATED"}
+    _TRANSIENT = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"}
+
+    def __init__(self, target: str, model_name: str, version: Optional[int], label: Optional[str],
+                 timeout_s: float):
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        if "://" in target or ":" not in target:
+            raise PredictError(f"--grpc {target}: expected HOST:PORT", EXIT_CONFIG)
+        self._grpc = grpc
+        limit = 64 * 1024 * 1024  # a batch of large JPEGs exceeds gRPC's 4 MiB default
+        self._channel = grpc.insecure_channel(target, options=[("grpc.max_send_message_length", limit),
+                                                               ("grpc.max_receive_message_length", limit)])
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._model = (model_name, version, label)
+        self._timeout_s = timeout_s
+        self.description = f"grpc://{target} model {model_name}"
+        self.class_names = CIFAR10_CLASSES
+
+    def predict(self, images: list[bytes]) -> list[dict[str, Any]]:
+        request = serving_api.predict_request(images, *self._model)
+        try:
+            response = self._stub.Predict(request, timeout=self._timeout_s)
+        except self._grpc.RpcError as e:
+            code, details = e.code().name, _first_line(e.details() or "")
+            if code in self._BAD_INPUT:
+                _raise_bad_request(details, self.description)
+            if code in self._CONFIG:
+                raise PredictError(f"{self.description}: {code}: {details}", EXIT_CONFIG) from None
+            if code in self._TRANSIENT:
+                raise Transient(f"{code}: {details}") from None
+            raise PredictError(f"{self.description}: {code}: {details}", EXIT_UNREACHABLE) from None
+        try:
+            return serving_api.parse_predict_response(response, expected=len(images))
+        except ValueError as e:
+            raise PredictError(f"{self.description}: unexpected answer: {e}", EXIT_UNREACHABLE) from None
+
+
+def make_backend(settings: PredictSettings) -> Backend:
+    if settings.model_dir:
+        return LocalBackend(settings.model_dir, settings.version)
+    if settings.rest_url:
+        return RestBackend(settings.rest_url, settings.model_name, settings.version, settings.label,
+                           settings.timeout_s)
+    return GrpcBackend(settings.grpc_target, settings.model_name, settings.version, settings.label,
+                       settings.timeout_s)
+
+
+# -------------------------------------------------------------------------------------------------- the command
+
+def collect_files(paths: Sequence[str]) -> tuple[list[Path], list[FileResult]]:
+    """Files named on the command line (sent whatever their suffix: the model decides) and the PNG/JPEG files of
+    folders (recursively, sorted); missing paths and folders without images are failures."""
+    files: list[Path] = []
+    failures: list[FileResult] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                failures.append(FileResult(raw, error=f"folder has no {'/'.join(IMAGE_SUFFIXES)} files"))
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            failures.append(FileResult(raw, error="no such file or folder"))
+    return files, failures
+
+
+def with_retries(call: Callable[[], Any], settings: PredictSettings, where: str,
+                 sleep: Callable[[float], None] = time.sleep) -> Any:
+    """Runs ``call``; on Transient waits backoff_s, 2*backoff_s, ... between at most ``retries`` more tries."""
+    for attempt in range(settings.retries + 1):
+        try:
+            return call()
+        except Transient as e:
+            last = e
+            if attempt < settings.retries:
+                sleep(settings.backoff_s * 2 ** attempt)
+    raise PredictError(f"{where}: unreachable or failing after {settings.retries + 1} attempt(s) "
+                       f"({settings.timeout_s:g} s timeout each): {last}", EXIT_UNREACHABLE)
+
+
+def _top_k(prediction: dict[str, Any], class_names: Sequence[str], k: int) -> tuple[tuple[str, float], ...]:
+    probabilities = prediction["probabilities"]
+    order = sorted(range(len(probabilities)), key=lambda i: -probabilities[i])[:k]
+    return tuple((class_names[i] if i < len(class_names) else str(i), probabilities[i]) for i in order)
+
+
+def classify(files: Sequence[Path], backend: Backend, settings: PredictSettings,
+             on_result: Callable[[FileResult], None] = lambda r: None) -> list[FileResult]:
+    """Classifies ``files`` in batches, in order; a batch the model rejects is retried file by file so that only
+    the bad files fail. Calls ``on_result`` as each result is known (text output streams)."""
+    results: list[FileResult] = []
+    pending: list[tuple[Path, bytes]] = []
+
+    def emit(result: FileResult) -> None:
+        results.append(result)
+        on_result(result)
+
+    def predict(images: list[bytes]) -> list[dict[str, Any]]:
+        return with_retries(lambda: backend.predict(images), settings, backend.description)
+
+    warned = []
+
+    def flush() -> None:
+        for (path, _), outcome in zip(pending, _predict_isolating(predict, [data for _, data in pending])):
+            if isinstance(outcome, str):
+                emit(FileResult(str(path), error=f"rejected by the model: {outcome}"))
+            else:
+                top = _top_k(outcome, backend.class_names, settings.top_k)
+                if top[0][0] != outcome["class_name"] and not warned:
+                    # A server model trained with other class names than this client's table (CIFAR-10 order).
+                    warned.append(True)
+                    print(f"tokenlearner: warning: the model names class {outcome['class_id']} "
+                          f"{outcome['class_name']!r}, this client {top[0][0]!r}", file=sys.stderr)
+                emit(FileResult(str(path), top=top, class_id=outcome["class_id"]))
+        pending.clear()
+
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            emit(FileResult(str(path), error=f"cannot read: {e.strerror or e}"))
+            continue
+        if not data:
+            emit(FileResult(str(path), error="empty file (expected PNG or JPEG bytes)"))
+            continue
+        pending.append((path, data))
+        if len(pending) == settings.batch_size:
+            flush()
+    if pending:
+        flush()
+    return results
+
+
+def _predict_isolating(predict: Callable[[list[bytes]], list[dict[str, Any]]],
+                       images: list[bytes]) -> list[dict[str, Any] | str]:
+    """Predictions, or for each image the model rejects, its error message."""
+    try:
+        return predict(images)
+    except BadInput as e:
+        if len(images) == 1:
+            return [str(e)]
+        return [outcome for image in images for outcome in _predict_isolating(predict, [image])]
+
+
+def format_result(result: FileResult) -> str:
+    return f"{result.path}\t" + "  ".join(f"{name} {p:.3f}" for name, p in result.top)
+
+
+def run(settings: PredictSettings, out=None, err=None) -> int:
+    """The whole command; returns the exit code (see the module docstring)."""
+    out, err = out or sys.stdout, err or sys.stderr
+
+    def report(result: FileResult) -> None:
+        if settings.as_json:
+            return
+        if result.error is None:
+            print(format_result(result), file=out, flush=True)
+        else:
+            print(f"tokenlearner: {result.path}: {result.error}", file=err, flush=True)
+
+    try:
+        files, failures = collect_files(settings.paths)
+        for failure in failures:
+            report(failure)
+        backend = make_backend(settings) if files else None
+        results = failures + (classify(files, backend, settings, on_result=report) if backend else [])
+    except PredictError as e:
+        print(f"tokenlearner: error: {e}", file=err)
+        return e.exit_code
+    if settings.as_json:
+        json.dump({"model": backend.description if backend else None,
+                   "results": [r.to_dict() for r in results]}, out, indent=2)
+        print(file=out)
+    return EXIT_SOME_FAILED if any(r.error is not None for r in results) else EXIT_OK
+
+
+# -------------------------------------------------------------------------------------------------- arguments
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER",
+                   help="PNG/JPEG files, or folders searched recursively for *.png, *.jpg, *.jpeg")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--model", metavar="DIR",
+                        help="load the SavedModel here: a version folder, or the model base folder "
+                             "(<output>/serving/<model_name>; its highest version is used)")
+    target.add_argument("--rest", metavar="URL", help="TF Serving REST API, e.g. http://localhost:8501")
+    target.add_argument("--grpc", metavar="HOST:PORT", help="TF Serving gRPC API, e.g. localhost:8500")
+    p.add_argument("--model-name", default=DEFAULT_MODEL_NAME,
+                   help=f"model name on the server (default: {DEFAULT_MODEL_NAME})")
+    selector = p.add_mutually_exclusive_group()
+    selector.add_argument("--version", type=int, help="model version (default: the server's latest)")
+    selector.add_argument("--label", help="version label on the server, e.g. stable or canary")
+    p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default: 3)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text lines")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="per request, network only (default: 10)")
+    p.add_argument("--retries", type=int, default=3,
+                   help="retries of a request when the server is unreachable or busy, with exponential backoff "
+                        "from 0.5 s (default: 3)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per request (default: 16)")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Entry point of the CLI subcommand: settings errors are usage errors (exit 2)."""
+    try:
+        settings = settings_from_args(args)
+    except PredictError as e:
+        print(f"tokenlearner: error: {e}", file=sys.stderr)
+        return e.exit_code
+    return run(settings)
+
+
+def settings_from_args(args: argparse.Namespace) -> PredictSettings:
+    return PredictSettings(paths=tuple(args.paths), model_dir=args.model, rest_url=args.rest,
+                           grpc_target=args.grpc, model_name=args.model_name, version=args.version,
+                           label=args.label, top_k=args.top_k, as_json=args.json, timeout_s=args.timeout,
+                           retries=args.retries, batch_size=args.batch_size)
+
+
+_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "File ", "[[")
+
+
+def _first_line(message: str) -> str:
+    """The line of a TensorFlow error that says what is wrong ("Unknown image file format. One of JPEG, PNG, GIF,
+    BMP required."), without the graph-execution preamble and node names TF and TF Serving wrap it in."""
+    for line in message.splitlines():
+        line = line.split("[[{{node")[0].strip()
+        if line and not line.startswith(_NOISE):
+            return line
+    return message.strip()
