@@ -1,0 +1,444 @@
+"""Contract tests of the exported model as TF Serving serves it, and of `tokenlearner predict`.
+
+No TF Serving binary exists here: requests go through `saved_model_cli` (the SavedModel as TensorFlow loads it)
+and through tests/tf_serving_emulation.py (TF Serving's documented REST/gRPC mapping on the loaded SavedModel).
+With TF_SERVING_REST (e.g. http://localhost:8501) and/or TF_SERVING_GRPC (localhost:8500) set, the live-server
+tests at the end run the client against that server too (model TF_SERVING_MODEL_NAME, default tokenlearner; with
+TF_SERVING_MODEL_DIR = the base folder the server loads, its answers are compared with the local SavedModel).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+import socket
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+from pipeline import cli, predict
+from tests.conftest import SHARED_CIFAR, png_bytes, random_images
+from tests.tf_serving_emulation import EmulatedServer, ServingError, grpc_predict, rest_predict
+from trainer import export, serving_api
+
+SAVED_MODEL_CLI = str(Path(sys.executable).parent / "saved_model_cli")
+
+
+# ------------------------------------------------------------------------------------------------------ fixtures
+
+@pytest.fixture(scope="module")
+def images() -> list[tuple[str, bytes]]:
+    """Six real CIFAR-10 test JPEGs (../shared), or, where that archive is absent, synthetic PNG and JPEG files."""
+    if SHARED_CIFAR.is_file():
+        wanted = {f"test/{c}/0000.jpg" for c in ("airplane", "cat", "ship", "frog", "truck", "horse")}
+        with tarfile.open(SHARED_CIFAR) as tar:
+            found = [(Path(m.name).parent.name + ".jpg", tar.extractfile(m).read())
+                     for m in tar if m.name in wanted]
+        assert len(found) == len(wanted)
+        return sorted(found)
+    pictures = random_images(6, seed=11)
+    return [(f"synthetic{i}.{'png' if i % 2 else 'jpg'}", png_bytes(p, "PNG" if i % 2 else "JPEG"))
+            for i, p in enumerate(pictures)]
+
+
+@pytest.fixture(scope="module")
+def signature(exported_model):
+    loaded = tf.saved_model.load(str(exported_model.version_dir))
+    yield loaded.signatures[serving_api.SIGNATURE_NAME]
+    del loaded
+
+
+@pytest.fixture(scope="module")
+def local_backend(exported_model):
+    return predict.LocalBackend(str(exported_model.base_dir))
+
+
+@pytest.fixture(scope="module")
+def server(exported_model):
+    with EmulatedServer({exported_model.model_name: exported_model.base_dir},
+                        labels={exported_model.model_name: {"stable": exported_model.version}}) as emulated:
+        yield emulated
+
+
+@pytest.fixture
+def image_dir(tmp_path, images) -> Path:
+    for name, data in images[:3]:
+        (tmp_path / name).write_bytes(data)
+    return tmp_path
+
+
+def _probabilities(predictions) -> np.ndarray:
+    return np.array([p["probabilities"] for p in predictions])
+
+
+def _run_client(settings: predict.PredictSettings) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = predict.run(settings, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------------------- the SavedModel
+
+def test_serving_default_has_the_contract_names_and_types(signature):
+    inputs = signature.structured_input_signature[1]
+    assert list(inputs) == [serving_api.INPUT_KEY]
+    assert inputs[serving_api.INPUT_KEY].dtype == tf.string
+    assert inputs[serving_api.INPUT_KEY].shape.as_list() == [None]
+    outputs = signature.structured_outputs
+    assert set(outputs) == set(serving_api.OUTPUT_KEYS)
+    assert outputs[serving_api.PROBABILITIES].dtype == tf.float32
+    assert outputs[serving_api.PROBABILITIES].shape.as_list() == [None, 10]
+    assert outputs[serving_api.CLASS_IDS].dtype == tf.int64
+    assert outputs[serving_api.CLASS_NAMES].dtype == tf.string
+
+
+def test_saved_model_cli_show_lists_the_signatures(exported_model):
+    shown = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", str(exported_model.version_dir), "--all"],
+                           capture_output=True, text=True, check=True).stdout
+    for name in ("serving_default", "serving_tf_example", "transform_features"):
+        assert f"signature_def['{name}']" in shown
+    default = shown.split("signature_def['serving_default']")[1].split("signature_def[")[0]
+    assert "inputs['images'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in default
+    assert "outputs['probabilities'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 10)" in default
+    assert "outputs['class_ids'] tensor_info:\n        dtype: DT_INT64" in default
+    assert "outputs['class_names'] tensor_info:\n        dtype: DT_STRING" in default
+
+
+def test_saved_model_cli_run_on_real_image_bytes_matches_the_client(exported_model, images, local_backend,
+                                                                    tmp_path):
+    data = [d for _, d in images]
+    np.save(tmp_path / "images.npy", np.array(data, dtype=object), allow_pickle=True)
+    subprocess.run([SAVED_MODEL_CLI, "run", "--dir", str(exported_model.version_dir), "--tag_set", "serve",
+                    "--signature_def", "serving_default", "--inputs", f"images={tmp_path / 'images.npy'}",
+                    "--outdir", str(tmp_path / "out")], capture_output=True, text=True, check=True)
+    probabilities = np.load(tmp_path / "out" / "probabilities.npy")
+    assert probabilities.shape == (len(data), 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(probabilities, _probabilities(local_backend.predict(data)), atol=1e-6)
+    class_names = np.load(tmp_path / "out" / "class_names.npy", allow_pickle=True)
+    assert [n.decode() for n in class_names] == [exported_model.class_names[i] for i in probabilities.argmax(1)]
+
+
+# ------------------------------------------------------------------------------- requests as TF Serving maps them
+
+def test_rest_body_decoded_as_tf_serving_gives_the_local_probabilities(signature, images, local_backend):
+    data = [d for _, d in images]
+    wire = json.dumps(serving_api.rest_body(data))  # what goes over HTTP
+    answer = json.loads(json.dumps(rest_predict(signature, json.loads(wire))))
+    predictions = serving_api.parse_rest_predictions(answer, expected=len(data))
+    np.testing.assert_allclose(_probabilities(predictions), _probabilities(local_backend.predict(data)), atol=1e-6)
+    assert [p["class_name"] for p in predictions] == [p["class_name"] for p in local_backend.predict(data)]
+
+
+def test_grpc_request_decoded_as_tf_serving_gives_the_local_probabilities(exported_model, signature, images,
+                                                                          local_backend):
+    data = [d for _, d in images]
+    request = serving_api.predict_request(data, exported_model.model_name, version=exported_model.version)
+    wire = predict_pb2.PredictRequest.FromString(request.SerializeToString())
+    assert wire.model_spec.name == exported_model.model_name
+    assert wire.model_spec.signature_name == "serving_default"
+    assert wire.model_spec.version.value == exported_model.version
+    assert list(tf.make_ndarray(wire.inputs["images"])) == data  # bytes unchanged, shape [N]
+    response = grpc_predict(signature, wire, exported_model.version)
+    predictions = serving_api.parse_predict_response(
+        predict_pb2.PredictResponse.FromString(response.SerializeToString()), expected=len(data))
+    np.testing.assert_allclose(_probabilities(predictions), _probabilities(local_backend.predict(data)), atol=1e-6)
+
+
+def test_request_builders_select_version_or_label():
+    assert serving_api.rest_predict_path("tokenlearner") == "/v1/models/tokenlearner:predict"
+    assert serving_api.rest_predict_path("tokenlearner", version=3) == "/v1/models/tokenlearner/versions/3:predict"
+    assert serving_api.rest_predict_path("tokenlearner", label="canary") == \
+        "/v1/models/tokenlearner/labels/canary:predict"
+    request = serving_api.predict_request([b"x"], "m", label="canary")
+    assert request.model_spec.version_label == "canary" and not request.model_spec.HasField("version")
+    with pytest.raises(ValueError, match="not both"):
+        serving_api.rest_predict_path("m", version=1, label="stable")
+
+
+def test_warmup_file_holds_prediction_logs_that_run_through_the_signature(exported_model, signature):
+    path = exported_model.version_dir / "assets.extra" / export.WARMUP_FILE
+    records = list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
+    n = len(exported_model.warmup_images)
+    assert len(records) == n + 1  # one request per image, then all of them as one batch
+    assert len(records) <= 1000  # TF Serving reads at most 1,000 warmup records
+    for record in records:
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        assert log.WhichOneof("log_type") == "predict_log"
+        request = log.predict_log.request
+        assert request.model_spec.name == exported_model.model_name
+        assert request.model_spec.signature_name == "serving_default"
+        sent = list(tf.make_ndarray(request.inputs["images"]))
+        assert all(image in exported_model.warmup_images for image in sent)
+        response = grpc_predict(signature, request, exported_model.version)
+        assert tf.make_ndarray(response.outputs["probabilities"]).shape == (len(sent), 10)
+
+
+def test_warmup_writer_refuses_an_empty_image_list(tmp_path):
+    with pytest.raises(ValueError, match="at least one"):
+        export.write_warmup_requests(str(tmp_path), "tokenlearner", [])
+
+
+# --------------------------------------------------------------------------------------------------- bad input
+
+def _encode(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+_RGB = random_images(1, seed=3)[0]
+BAD_INPUTS = {
+    # name: (bytes, accepted?)
+    "non_image": (b"definitely not an image", False),
+    "empty": (b"", False),
+    "truncated_png": (png_bytes(_RGB)[:120], False),
+    "one_pixel": (_encode(random_images(1, size=1)[0]), True),
+    "grayscale": (_encode(_RGB[:, :, 0]), True),
+    "rgba": (_encode(np.dstack([_RGB, np.full((32, 32), 128, np.uint8)])), True),
+    "large_jpeg": (_encode(random_images(1, size=500)[0], "JPEG"), True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_unusual_inputs_are_served_or_rejected_with_invalid_argument(name, signature):
+    data, accepted = BAD_INPUTS[name]
+    if accepted:
+        out = signature(images=tf.constant([data]))
+        probabilities = out["probabilities"].numpy()
+        assert probabilities.shape == (1, 10)
+        np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5)
+    else:
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            signature(images=tf.constant([data]))
+        # Through the REST mapping: HTTP 400 with a message that names the problem.
+        with pytest.raises(ServingError) as error:
+            rest_predict(signature, serving_api.rest_body([data]))
+        assert error.value.http_status == 400
+        assert error.value.code == "INVALID_ARGUMENT"
+
+
+# ---------------------------------------------------------------------------------------------------- the client
+
+def test_client_model_dir_takes_the_base_or_a_version_folder(exported_model, image_dir):
+    texts = []
+    for model_dir in (exported_model.base_dir, exported_model.version_dir):
+        code, out, err = _run_client(predict.PredictSettings(paths=(str(image_dir),), model_dir=str(model_dir)))
+        assert code == predict.EXIT_OK, err
+        texts.append(out)
+    assert texts[0] == texts[1]
+    lines = texts[0].splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        path, ranked = line.split("\t")
+        assert Path(path).parent == image_dir
+        pairs = [pair.rsplit(" ", 1) for pair in ranked.split("  ")]
+        assert len(pairs) == 3  # --top-k default
+        assert all(name in exported_model.class_names for name, _ in pairs)
+        probabilities = [float(p) for _, p in pairs]
+        assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_resolve_model_dir_picks_the_highest_version(tmp_path):
+    for version in ("7", "12", "3", ".tmp-99"):  # .tmp-99: a version the Pusher is still writing
+        (tmp_path / version).mkdir()
+        (tmp_path / version / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "notes").mkdir()  # neither a SavedModel nor a base folder
+    assert predict.resolve_model_dir(str(tmp_path)) == tmp_path / "12"
+    assert predict.resolve_model_dir(str(tmp_path), version=3) == tmp_path / "3"
+    assert predict.resolve_model_dir(str(tmp_path / "7")) == tmp_path / "7"
+    with pytest.raises(predict.PredictError, match="no version 5"):
+        predict.resolve_model_dir(str(tmp_path), version=5)
+    with pytest.raises(predict.PredictError, match="found neither"):
+        predict.resolve_model_dir(str(tmp_path / "notes"))
+    with pytest.raises(predict.PredictError, match="no such folder"):
+        predict.resolve_model_dir(str(tmp_path / "absent"))
+
+
+def _bad_files(folder: Path) -> dict[str, bytes]:
+    files = {"bad.png": b"not an image at all", "empty.png": b"",
+             "truncated.png": png_bytes(random_images(1, seed=5)[0])[:150]}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return files
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc", "model"])
+def test_client_reports_each_bad_file_and_classifies_the_others(transport, exported_model, server, image_dir,
+                                                                local_backend, images):
+    bad = _bad_files(image_dir)
+    target = {"rest": {"rest_url": server.rest_url}, "grpc": {"grpc_target": server.grpc_target},
+              "model": {"model_dir": str(exported_model.base_dir)}}[transport]
+    settings = predict.PredictSettings(paths=(str(image_dir), str(image_dir / "missing.jpg")), as_json=True,
+                                       top_k=10, batch_size=4, **target)
+    code, out, err = _run_client(settings)
+    assert code == predict.EXIT_SOME_FAILED, err
+    results = {Path(r["file"]).name: r for r in json.loads(out)["results"]}
+    assert set(results) == {name for name, _ in images[:3]} | set(bad) | {"missing.jpg"}
+    for name in bad:
+        assert "error" in results[name]
+    assert "Unknown image file format" in results["bad.png"]["error"]
+    assert "empty file" in results["empty.png"]["error"]
+    assert results["missing.jpg"]["error"] == "no such file or folder"
+    expected = {name: p for (name, _), p in zip(images[:3], local_backend.predict([d for _, d in images[:3]]))}
+    for name, prediction in expected.items():
+        got = {t["class_name"]: t["probability"] for t in results[name]["top_k"]}
+        want = dict(zip(exported_model.class_names, prediction["probabilities"]))
+        assert got.keys() == want.keys()
+        np.testing.assert_allclose([got[k] for k in want], [want[k] for k in want], atol=1e-6)
+        assert results[name]["class_name"] == prediction["class_name"]
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_client_selects_a_label_or_version(transport, exported_model, server, image_dir):
+    target = {"rest_url": server.rest_url} if transport == "rest" else {"grpc_target": server.grpc_target}
+    for selector in ({"label": "stable"}, {"version": exported_model.version}):
+        code, out, err = _run_client(predict.PredictSettings(paths=(str(image_dir),), **selector, **target))
+        assert code == predict.EXIT_OK, err
+        assert len(out.splitlines()) == 3
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+@pytest.mark.parametrize("selector", [{"model_name": "nope"}, {"version": 999}, {"label": "nope"}])
+def test_client_unknown_model_version_or_label_is_a_usage_error(transport, selector, server, image_dir):
+    target = {"rest_url": server.rest_url} if transport == "rest" else {"grpc_target": server.grpc_target}
+    code, out, err = _run_client(predict.PredictSettings(paths=(str(image_dir),), **selector, **target))
+    assert code == predict.EXIT_CONFIG
+    assert out == ""
+    assert err.startswith("tokenlearner: error:") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_client_retries_a_busy_server_with_backoff(transport, exported_model, image_dir):
+    with EmulatedServer({exported_model.model_name: exported_model.base_dir}, fail_first=2) as busy:
+        target = {"rest_url": busy.rest_url} if transport == "rest" else {"grpc_target": busy.grpc_target}
+        settings = predict.PredictSettings(paths=(str(image_dir),), retries=3, backoff_s=0.05, **target)
+        code, out, err = _run_client(settings)
+        assert code == predict.EXIT_OK, err
+        assert busy.calls == 3  # two UNAVAILABLE answers, then the batch went through
+    with EmulatedServer({exported_model.model_name: exported_model.base_dir}, fail_first=10) as down:
+        target = {"rest_url": down.rest_url} if transport == "rest" else {"grpc_target": down.grpc_target}
+        settings = predict.PredictSettings(paths=(str(image_dir),), retries=2, backoff_s=0.05, **target)
+        code, out, err = _run_client(settings)
+        assert code == predict.EXIT_UNREACHABLE
+        assert down.calls == 3 and "after 3 attempt(s)" in err
+
+
+def test_with_retries_backs_off_exponentially():
+    sleeps, calls = [], []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 4:
+            raise predict.Transient("busy")
+        return "ok"
+
+    settings = predict.PredictSettings(paths=("x",), rest_url="http://h:1", retries=3, backoff_s=0.5)
+    assert predict.with_retries(flaky, settings, "h", sleep=sleeps.append) == "ok"
+    assert sleeps == [0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("flag", ["--rest", "--grpc"])
+def test_unreachable_server_exits_3_quickly(flag, image_dir, capsys):
+    port = _closed_port()
+    address = f"http://127.0.0.1:{port}" if flag == "--rest" else f"127.0.0.1:{port}"
+    start = time.monotonic()
+    code = cli.main(["predict", flag, address, "--timeout", "2", "--retries", "1", str(image_dir)])
+    elapsed = time.monotonic() - start
+    assert code == predict.EXIT_UNREACHABLE == 3
+    assert elapsed < 10, elapsed
+    err = capsys.readouterr().err
+    assert "unreachable or failing after 2 attempt(s)" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--model", "/nonexistent/model"],
+    ["--model", "MODEL", "--label", "stable"],
+    ["--rest", "ftp://host:1"],
+    ["--grpc", "no-port"],
+    ["--model", "MODEL", "--top-k", "0"],
+])
+def test_usage_errors_exit_2(argv, exported_model, image_dir, capsys):
+    argv = [str(exported_model.base_dir) if a == "MODEL" else a for a in argv]
+    assert cli.main(["predict", *argv, str(image_dir)]) == predict.EXIT_CONFIG
+    assert capsys.readouterr().err.startswith("tokenlearner: error:")
+
+
+def test_cli_requires_exactly_one_target(image_dir):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["predict", str(image_dir)])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--rest", "http://h:1", "--grpc", "h:1", str(image_dir)])
+
+
+# ------------------------------------------------------------------------------------------------- live server
+
+LIVE_NAME = os.environ.get("TF_SERVING_MODEL_NAME", "tokenlearner")
+
+
+def _live(variable: str) -> str:
+    address = os.environ.get(variable)
+    if not address:
+        pytest.skip(f"{variable} is not set: no live TF Serving to test against (see docs/serving.md)")
+    return address
+
+
+@pytest.mark.parametrize("variable", ["TF_SERVING_REST", "TF_SERVING_GRPC"])
+def test_live_server_classifies_real_images_and_reports_bad_files(variable, images, tmp_path):
+    address = _live(variable)
+    for name, data in images:
+        (tmp_path / name).write_bytes(data)
+    _bad_files(tmp_path)
+    target = {"rest_url": address} if variable == "TF_SERVING_REST" else {"grpc_target": address}
+    code, out, err = _run_client(predict.PredictSettings(paths=(str(tmp_path),), model_name=LIVE_NAME,
+                                                         as_json=True, top_k=10, **target))
+    assert code == predict.EXIT_SOME_FAILED, err
+    results = {Path(r["file"]).name: r for r in json.loads(out)["results"]}
+    for name, _ in images:
+        np.testing.assert_allclose(sum(t["probability"] for t in results[name]["top_k"]), 1.0, rtol=1e-4)
+    assert all("error" in results[name] for name in ("bad.png", "empty.png", "truncated.png"))
+    model_dir = os.environ.get("TF_SERVING_MODEL_DIR")
+    if model_dir:  # the server's answers are the local SavedModel's
+        local = predict.LocalBackend(model_dir).predict([d for _, d in images])
+        for (name, _), want in zip(images, local):
+            got = {t["class_name"]: t["probability"] for t in results[name]["top_k"]}
+            np.testing.assert_allclose([got[c] for c in predict.CIFAR10_CLASSES], want["probabilities"],
+                                       atol=1e-5)
+
+
+def test_live_rest_model_status_is_available():
+    address = _live("TF_SERVING_REST").rstrip("/")
+    with urllib.request.urlopen(address + serving_api.rest_model_path(LIVE_NAME), timeout=10) as response:
+        status = json.loads(response.read())
+    assert any(v["state"] == "AVAILABLE" for v in status["model_version_status"]), status
+
+
+def test_pipeline_gives_the_trainer_the_configured_model_name(tmp_path):
+    """run_fn writes the warmup requests for the model name it finds in custom_config (trainer/run.py)."""
+    from pipeline.config import from_preset
+    from pipeline.pipeline import create_pipeline
+    from trainer.run import MODEL_NAME_KEY
+
+    config = from_preset("tiny", data_root=str(tmp_path), output_dir=str(tmp_path), model_name="cifar-vit")
+    trainers = [c for c in create_pipeline(config).components if "trainer" in c.id.lower()]
+    assert len(trainers) == 1, [c.id for c in create_pipeline(config).components]
+    custom = trainers[0].exec_properties["custom_config"]
+    custom = json.loads(custom) if isinstance(custom, str) else custom
+    assert custom[MODEL_NAME_KEY] == "cifar-vit"
