@@ -1,0 +1,266 @@
+"""`tokenlearner report` and `tokenlearner tensorboard` on a real tiny pipeline run; README's CLI section against the
+CLI's own --help."""
+from __future__ import annotations
+
+import html.parser
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import cli
+from pipeline import report_figures as figures
+from tests.conftest import REPO
+
+TEST_EXAMPLES = 300  # --limit 300: 300 test images
+
+
+@pytest.fixture(scope="module")
+def finished_run(shared_cifar, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("run")
+    rc = cli.main(["run", "--data", str(shared_cifar), "--preset", "tiny", "--limit", str(TEST_EXAMPLES),
+                   "--output", str(output)])
+    assert rc == 0
+    return output
+
+
+@pytest.fixture(scope="module")
+def report_dir(finished_run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    assert cli.main(["report", "--output", str(finished_run), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def evaluation(finished_run):
+    """(config, RunSummary) of the finished run, read back from MLMD as the report does."""
+    from pipeline import config as config_lib
+    from pipeline import summary
+
+    config = config_lib.load(str(finished_run))
+    return config, summary.collect(config)
+
+
+def _output(run, component: str, type_name: str):
+    return next(s for s in run.steps if s.component == component).outputs[type_name][0]
+
+
+class _Page(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images: list[dict] = []
+        self.tags: set[str] = set()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.add(tag)
+        if tag == "img":
+            self.images.append(attrs)
+        self.links += [attrs[k] for k in ("src", "href") if attrs.get(k)]
+
+
+EXPECTED_FIGURES = {
+    "learning_curves.png": figures.LEARNING_CURVES_SIZE,
+    "confusion_matrix.png": figures.CONFUSION_MATRIX_SIZE,
+    "per_class_accuracy.png": figures.PER_CLASS_SIZE,
+    "test_predictions.png": figures.PREDICTIONS_SIZE,
+    "token_attention.png": figures.attention_size(4),  # the tiny preset learns 4 tokens
+}
+
+
+@pytest.mark.slow
+def test_report_page_shows_every_figure_as_a_valid_png_of_its_size(report_dir):
+    from PIL import Image
+
+    page = _Page()
+    page.feed((report_dir / "report.html").read_text())
+    shown = {img["src"]: (int(img["width"]), int(img["height"])) for img in page.images}
+    assert shown == EXPECTED_FIGURES
+    for name, size in EXPECTED_FIGURES.items():
+        path = report_dir / name
+        with Image.open(path) as image:
+            image.verify()  # a complete, uncorrupted PNG
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.size == size, name
+            pixels = np.asarray(image.convert("RGB"), dtype=float)
+        # Not a blank canvas: the drawing covers a real share of the figure with varied colours.
+        assert pixels.std() > 10 and (pixels.min(axis=2) < 200).mean() > 0.02, name
+    # Self-contained: no scripts, no stylesheets or images from elsewhere.
+    assert not {"script", "link", "iframe"} & page.tags
+    assert not [link for link in page.links if re.match(r"[a-z]+:", link) and not link.startswith("#")]
+
+
+@pytest.mark.slow
+def test_confusion_matrix_from_tfma_counts_every_test_example(report_dir, evaluation):
+    from pipeline import report
+
+    config, run = evaluation
+    uri = _output(run, "Evaluator", "ModelEvaluation").uri
+    matrix = report.confusion_matrix(uri, 10)
+    assert matrix.sum() == TEST_EXAMPLES
+    overall, per_class = report.class_metrics(uri, 10)
+    # Rows agree with TFMA's per-label slices, the diagonal with their accuracies and the overall accuracy.
+    np.testing.assert_array_equal(matrix.sum(axis=1), per_class.counts)
+    np.testing.assert_allclose(np.diag(matrix) / matrix.sum(axis=1), per_class.accuracy, atol=1e-6)
+    assert np.trace(matrix) / TEST_EXAMPLES == pytest.approx(overall["sparse_categorical_accuracy"], abs=1e-6)
+    # And with the model itself: the exported signature on the test split gives the same (true, predicted) counts.
+    model = _output(run, "Trainer", "Model").uri
+    records, _, labels = report.read_test_split(_output(run, "ImportExampleGen", "Examples").uri, 10_000)
+    predicted = report.predict(f"{model}/Format-Serving", records).argmax(axis=1)
+    ours = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(ours, (labels, predicted), 1)
+    np.testing.assert_array_equal(ours, matrix)
+    # The page's per-class table shows the same row totals.
+    table = (report_dir / "report.html").read_text()
+    for name, total in zip(config.class_names, matrix.sum(axis=1)):
+        assert re.search(rf"<td>{name}</td><td class=\"num\">\d+</td><td class=\"num\">{total}</td>", table), name
+
+
+@pytest.mark.slow
+def test_report_card_and_lineage(report_dir, evaluation):
+    config, run = evaluation
+    page = (report_dir / "report.html").read_text()
+    assert run.run_id in page
+    assert "4 learned tokens" in page and "33,050" in page  # the tiny preset's model: 33,050 parameters
+    assert f"pushed version {Path(run.pushed_to).name}" in page
+    for producer in ("ImportExampleGen", "Transform", "Trainer", "Evaluator", "Pusher"):
+        assert f"{producer} (execution" in page, producer
+
+
+@pytest.mark.slow
+def test_learning_curves_read_from_tensorboard_events_match_history_csv(evaluation, tmp_path):
+    from pipeline import report
+
+    _, run = evaluation
+    model_run = Path(_output(run, "Trainer", "ModelRun").uri)
+    from_csv = report.learning_curves(str(model_run))
+    events_only = tmp_path / "model_run"
+    shutil.copytree(model_run, events_only, ignore=shutil.ignore_patterns("history.csv"))
+    from_events = report.learning_curves(str(events_only))
+    assert set(from_events) == {"loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy",
+                                "val_top5_accuracy"}
+    for key, values in from_events.items():
+        assert len(values) == 2  # the tiny preset: 2 epochs
+        np.testing.assert_allclose(values, from_csv[key], rtol=1e-5, err_msg=key)
+
+
+@pytest.mark.slow
+def test_tensorboard_command_points_at_the_trainer_logs(finished_run, evaluation, capsys):
+    import shlex
+
+    _, run = evaluation
+    assert cli.main(["tensorboard", "--output", str(finished_run)]) == 0
+    cmd = shlex.split(capsys.readouterr().out.strip())
+    assert Path(cmd[0]).name == "tensorboard" and Path(cmd[0]).is_file()
+    logdir = Path(cmd[cmd.index("--logdir") + 1])
+    assert logdir == Path(_output(run, "Trainer", "ModelRun").uri)
+    assert list((logdir / "train").glob("events.out.tfevents.*"))
+    assert list((logdir / "validation").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_report_for_an_unknown_run_is_one_clear_error(finished_run, tmp_path, capsys):
+    assert cli.main(["report", "--output", str(finished_run), "--run", "no-such-run", "--out",
+                     str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tokenlearner: error:") and "no-such-run" in err and "\n" not in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_report_without_a_run_names_the_missing_config(tmp_path, capsys):
+    assert cli.main(["report", "--output", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tokenlearner: error:") and "config.json" in err
+
+
+def test_attention_maps_are_the_weights_the_token_learner_pools_with():
+    import tensorflow as tf
+
+    from pipeline import report
+    from trainer import vit
+    from trainer.config import PRESETS
+    import dataclasses
+
+    cfg = PRESETS["tiny"]
+    model = vit.build_model(cfg)
+    views = tf.random.stateless_normal((3, cfg.image_size, cfg.image_size, 3), seed=(1, 2))
+    maps = report.attention_maps(model, views)
+    side = cfg.image_size // cfg.patch_size
+    assert maps.shape == (3, cfg.num_tokens, side, side)
+    assert (maps >= 0).all() and (maps <= 1).all()
+    # Pooling the feature map with these maps gives the layer's own output.
+    layer = model.get_layer("token_learner")
+    import tf_keras as keras
+
+    feature_map = keras.Model(model.inputs, layer.input)(views).numpy().reshape(3, side * side, -1)
+    pooled = np.einsum("btn,bnc->btc", maps.reshape(3, cfg.num_tokens, -1), feature_map) / (side * side)
+    np.testing.assert_allclose(pooled, layer(feature_map.reshape(3, side, side, -1)).numpy(), rtol=1e-4, atol=1e-6)
+
+    plain = vit.build_model(dataclasses.replace(cfg, token_learner="none"))
+    assert report.attention_maps(plain, views) is None
+
+
+def test_figures_have_the_sizes_they_announce(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    history = {k: list(rng.random(3)) for k in ("loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy",
+                                                "val_top5_accuracy")}
+    names = [f"class{i}" for i in range(10)]
+    figures.learning_curves(history, 2, str(tmp_path / "a.png"))
+    figures.confusion_matrix(rng.integers(0, 9, (10, 10)), names, str(tmp_path / "b.png"))
+    predictions = figures.Predictions(rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8),
+                                      rng.integers(0, 10, 40), rng.dirichlet(np.ones(10), 40))
+    figures.prediction_grid(predictions, names, str(tmp_path / "c.png"))
+    figures.attention_maps(rng.integers(0, 255, (4, 48, 48, 3), dtype=np.uint8), rng.random((4, 16, 8, 8)),
+                           ["x"] * 4, str(tmp_path / "d.png"))
+    for name, size in [("a", figures.LEARNING_CURVES_SIZE), ("b", figures.CONFUSION_MATRIX_SIZE),
+                       ("c", figures.PREDICTIONS_SIZE), ("d", figures.attention_size(16))]:
+        with Image.open(tmp_path / f"{name}.png") as image:
+            assert image.size == size, name
+    # Worst mistakes first: ascending probability of the true class.
+    order = predictions.worst_first()
+    true_p = predictions.probabilities[order, predictions.labels[order]]
+    assert (np.diff(true_p) >= 0).all()
+
+
+# ---- README --------------------------------------------------------------------------------------------------
+
+def _readme_commands() -> dict[str, set[str]]:
+    """{subcommand: options} of every `tokenlearner <cmd> …` in README.md's CLI section."""
+    text = (REPO / "README.md").read_text()
+    section = re.search(r"^## CLI\b(.*?)(?=^## )", text, re.S | re.M)
+    assert section, "README.md has no '## CLI' section"
+    commands: dict[str, set[str]] = {}
+    for usage in re.findall(r"`tokenlearner ([^`]+)`", section.group(1)):
+        words = usage.split()
+        if words and not words[0].startswith("-"):
+            commands.setdefault(words[0], set()).update(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", usage))
+    return commands
+
+
+def _help(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv + ["--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_readme_cli_commands_and_options_exist_in_the_help(capsys):
+    commands = _readme_commands()
+    assert commands, "no `tokenlearner <command>` in README.md's CLI section"
+    top = _help([], capsys)
+    listed = set(re.search(r"\{([a-z,_-]+)\}", top).group(1).split(","))
+    assert set(commands) <= listed, f"README lists commands the CLI lacks: {sorted(set(commands) - listed)}"
+    for command, options in commands.items():
+        text = _help([command], capsys)
+        missing = sorted(o for o in options if not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", text))
+        assert not missing, f"README's `tokenlearner {command}` names options its --help lacks: {missing}"
+
+
+def test_every_cli_command_is_in_the_readme(capsys):
+    listed = set(re.search(r"\{([a-z,_-]+)\}", _help([], capsys)).group(1).split(","))
+    assert listed <= set(_readme_commands()), f"not in README.md's CLI section: {sorted(listed - set(_readme_commands()))}"
