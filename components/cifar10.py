@@ -41,6 +41,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "eval", "test")
 EVAL_EVERY = 10  # every 10th training image of each class goes to the validation split
 SHARD_SIZE = 5000
+ENCODE_WINDOW = 1024
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,13 @@ def download(url: str = OFFICIAL_URL, cache_dir: Path | None = None, md5: str | 
     return target
 
 
-def _tar_members(path: Path) -> Iterator[tarfile.TarInfo]:
+def _tar_members(path: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """(archive, member) in archive order, streaming: TarFile would otherwise keep all 60,000 members' TarInfo."""
     try:
         with tarfile.open(path, "r:*") as tar:
-            yield from tar
+            for member in tar:
+                yield tar, member
+                tar.members = []
     except (tarfile.TarError, EOFError, OSError) as e:
         raise DataError(f"{path}: not a readable tar archive ({e})") from e
 
@@ -116,7 +120,7 @@ def detect(path: Path) -> str:
         if any((c / "train").is_dir() for c in candidates):
             return "folder"
         raise DataError(f"{path}: expected {OFFICIAL_DIR}/data_batch_* files, or train/ and test/ class folders")
-    for member in _tar_members(path):
+    for _, member in _tar_members(path):
         parts = Path(member.name).parts
         if parts and parts[-1] == "data_batch_1":
             return "official"
@@ -130,8 +134,8 @@ def _stage_selected(archive: Path, splits: dict[str, list[Item]], blob: Path) ->
     small files on disk would cost far more); items then point at (offset, size) in it."""
     wanted = {it.ref for items in splits.values() for it in items}
     where: dict[str, tuple[int, int]] = {}
-    with tarfile.open(archive, "r:*") as tar, open(blob, "wb") as out:
-        for member in tar:
+    with open(blob, "wb") as out:
+        for tar, member in _tar_members(archive):
             if member.isfile() and member.name in wanted:
                 data = tar.extractfile(member).read()
                 where[member.name] = (out.tell(), len(data))
@@ -235,12 +239,11 @@ def _official_batches(source: Path) -> Iterator[tuple[str, bytes]]:
                 seen.add(name)
                 yield str(root / name), (root / name).read_bytes()
     else:
-        with tarfile.open(source, "r:*") as tar:
-            for member in tar:
-                name = Path(member.name).name
-                if member.isfile() and name in wanted:
-                    seen.add(name)
-                    yield f"{source}:{member.name}", tar.extractfile(member).read()
+        for tar, member in _tar_members(source):
+            name = Path(member.name).name
+            if member.isfile() and name in wanted:
+                seen.add(name)
+                yield f"{source}:{member.name}", tar.extractfile(member).read()
     missing = sorted(wanted - seen)
     if missing:
         raise DataError(f"{source}: missing {missing}; expected the files of {OFFICIAL_DIR}/")
@@ -361,14 +364,16 @@ def _write_split(split_dir: Path, items: Sequence[Item], pool, bar: Progress) ->
     split_dir.mkdir(parents=True)
     num_shards = max(1, -(-len(items) // SHARD_SIZE))
     options = tf.io.TFRecordOptions(compression_type="GZIP")
-    encoded = pool.imap(_encode, items, chunksize=64)
     for shard in range(num_shards):
         chunk = items[shard * SHARD_SIZE:(shard + 1) * SHARD_SIZE]
         path = split_dir / f"data-{shard:05d}-of-{num_shards:05d}.tfrecord.gz"
         with tf.io.TFRecordWriter(str(path), options) as writer:
-            for it in chunk:
-                writer.write(_example(next(encoded), it.label))
-                bar.update()
+            # Windows bound the encoded images waiting in memory (imap would run ahead of the writer).
+            for start in range(0, len(chunk), ENCODE_WINDOW):
+                window = chunk[start:start + ENCODE_WINDOW]
+                for it, png in zip(window, pool.imap(_encode, window, chunksize=64)):
+                    writer.write(_example(png, it.label))
+                    bar.update()
 
 
 # ------------------------------------------------------------------------------------------------ entry point
@@ -416,7 +421,7 @@ def prepare(source: str | None, out_root: str | Path, limit: int | None = None, 
             files = [os.path.relpath(os.path.join(d, f), path) for d, _, names in os.walk(path) for f in names]
             items, class_names = _index_folder(files, str(path), base=path)
         else:
-            items, class_names = _index_folder([m.name for m in _tar_members(path) if m.isfile()], str(path))
+            items, class_names = _index_folder([m.name for _, m in _tar_members(path) if m.isfile()], str(path))
         splits = split_items(items["train"], items["test"], limit)
         if kind == "folder" and path.is_file():
             splits = _stage_selected(path, splits, staging / "images.bin")

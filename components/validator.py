@@ -27,12 +27,17 @@ class DataValidationError(RuntimeError):
     """Raised by the validator: the message is the one-line summary of every anomaly."""
 
 
+def _explain(info) -> str:
+    """Each reason TFDV found (its own short_description only says "Multiple errors" when there are several)."""
+    reasons = [r.description or r.short_description for r in info.reason]
+    return " / ".join(reasons) if reasons else (info.description or info.short_description)
+
+
 def describe(split: str, anomalies: anomalies_pb2.Anomalies) -> list[str]:
-    problems = [f"split '{split}': feature '{name}': {info.short_description or info.description}"
+    problems = [f"split '{split}': feature '{name}': {_explain(info)}"
                 for name, info in sorted(anomalies.anomaly_info.items())]
     if anomalies.HasField("dataset_anomaly_info"):
-        info = anomalies.dataset_anomaly_info
-        problems.append(f"split '{split}': dataset: {info.short_description or info.description}")
+        problems.append(f"split '{split}': dataset: {_explain(anomalies.dataset_anomaly_info)}")
     return problems
 
 

@@ -58,6 +58,8 @@ class BeamConfig:
         """The exact `beam_pipeline_args` of this profile. `direct_workers`: DirectRunner processes (0 = one per
         CPU); `image`: the pipeline's container image (Dataflow SDK container, portable DOCKER environment)."""
         if self.profile == "direct":
+            if direct_workers == 1:  # one worker: stay in this process (no worker start-up; small runs, tests)
+                return ["--direct_running_mode=in_memory"]
             return ["--direct_running_mode=multi_processing", f"--direct_num_workers={direct_workers}"]
         if self.profile == "dataflow":
             return self._dataflow_args(image)
@@ -103,4 +105,8 @@ class BeamConfig:
             args.append(f"--environment_config={environment_config}")
         if self.profile == "flink" and self.parallelism:
             args.append(f"--parallelism={self.parallelism}")
+        if self.environment_type == "DOCKER" and environment_config == image:
+            # Not read by the portable runner; it tells TFX that the workers' image already holds TFX and this
+            # project, so TFX does not build a TFX sdist for the workers to pip-install over the locked one.
+            args.append(f"--sdk_container_image={image}")
         return args

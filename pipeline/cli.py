@@ -16,6 +16,10 @@ from pipeline import predict  # noqa: E402  (imports TensorFlow only when a mode
 
 log = logging.getLogger("tokenlearner")
 
+# Exit codes: 0 a model was pushed (or the command succeeded), 1 a pipeline component failed (bad data included),
+# 2 bad input or settings (nothing was run), 3 the run finished but the model was not blessed, so not pushed.
+EXIT_PIPELINE_FAILED, EXIT_USAGE, EXIT_NOT_PUSHED = 1, 2, 3
+
 
 class _ComponentProgress(logging.Filter):
     """Lets through, from TFX's own chatter, only which component starts, is taken from the cache, or finishes."""
@@ -67,21 +71,46 @@ def _cmd_run(args) -> int:
     overrides = config_lib.parse_overrides(args.set or [])
     if args.epochs is not None:
         overrides["epochs"] = str(args.epochs)
+    if args.beam_profile:
+        overrides["beam_profile"] = args.beam_profile
     # Validate the settings before any data is written or any pipeline output is touched.
     probe = config_lib.apply_overrides(config_lib.from_preset(args.preset, data_root="-"), overrides)
-    del probe
+    from pipeline import metadata  # the metadata store must answer too (MySQL: reachable, login accepted)
+
+    metadata.check_connection(probe.metadata, metadata.connection_config(probe.metadata, probe.metadata_path))
     data_root = cifar10.prepare(args.data, output / "data", limit=args.limit)
     manifest = cifar10.load_manifest(data_root)
     config = config_lib.apply_overrides(
         config_lib.from_preset(args.preset, data_root=str(data_root), output_dir=str(output),
                                class_names=tuple(manifest["class_names"])), overrides)
     log.info("pipeline %s: preset %s, data %s, output %s", config.pipeline_name, args.preset, data_root, output)
-    from pipeline import local_runner, summary
+    from pipeline import local_runner
 
     config.save()
-    local_runner.run(config)
-    print(summary.render(config))
+    try:
+        local_runner.run(config)
+    except Exception as e:  # noqa: BLE001 - any component failure: report it in one line, keep the details at -v
+        log.debug("pipeline failure", exc_info=True)
+        _print_summary(config)
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        print(f"tokenlearner: error: pipeline failed: {first_line}", file=sys.stderr)
+        return EXIT_PIPELINE_FAILED
+    result = _print_summary(config)
+    if result is not None and result.pushed_to is None:
+        print(f"tokenlearner: model not pushed: {result.not_pushed_reason}", file=sys.stderr)
+        return EXIT_NOT_PUSHED
     return 0
+
+
+def _print_summary(config):
+    from pipeline import summary
+
+    try:
+        result = summary.collect(config)
+    except LookupError:  # the run failed before it was recorded
+        return None
+    print(summary.render_summary(result))
+    return result
 
 
 def _cmd_predict(args) -> int:
@@ -107,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=config_lib.DEFAULT_PRESET, choices=config_lib.PRESETS,
                    help=f"settings preset (default: {config_lib.DEFAULT_PRESET})")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--beam-profile", default=None, choices=("direct", "dataflow", "flink", "spark"),
+                   help="Beam runner of the data-heavy components (default: config's beam_profile, direct)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config field, e.g. --set num_tokens=8 --set accuracy_floor=0.3")
     p.add_argument("--output", default="outputs",
@@ -154,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (cifar10.DataError, config_lib.ConfigError) as e:
         print(f"tokenlearner: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("tokenlearner: interrupted", file=sys.stderr)
         return 130

@@ -20,6 +20,9 @@ from trainer.config import TrainerConfig
 from trainer.features import CIFAR10_CLASSES
 
 
+DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema", "schema.pbtxt")
+
+
 __all__ = ["ConfigError", "PipelineConfig"]  # ConfigError lives in pipeline.errors; re-exported here
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
@@ -34,6 +37,9 @@ class PipelineConfig:
     regression_tolerance: float = 0.01  # ... and not worse than the latest blessed model by more than this
     beam_workers: int = 2  # Beam DirectRunner multi-processing workers; 0 = one per CPU
     enable_cache: bool = True
+    # Curated schema every split is validated against (ImportSchemaGen); "infer" = SchemaGen infers one per run.
+    # On Kubeflow/Vertex point it at a copy the workers can read (gs://...).
+    schema_path: str = DEFAULT_SCHEMA
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     # Container image of every Kubeflow/Vertex component, Dataflow worker and Vertex training job.
     image: str = ""

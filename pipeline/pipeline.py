@@ -14,11 +14,12 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
 from components.pusher import AtomicPusherExecutor
+from components.validator import GatedExampleValidator
 from pipeline.config import PipelineConfig
 from pipeline.training import trainer_component
 from trainer import features
 from trainer.preprocessing import PREPROCESSING_FN
-from trainer.run import CLASS_NAMES_KEY, MODEL_NAME_KEY, RUN_FN, TRAINER_CONFIG_KEY
+from trainer.run import BACKUP_DIR_KEY, CLASS_NAMES_KEY, MODEL_NAME_KEY, RUN_FN, TRAINER_CONFIG_KEY
 
 # Split names, as ingestion writes them (components/cifar10.py).
 TRAIN, EVAL, TEST = "train", "eval", "test"
@@ -50,10 +51,18 @@ def create_pipeline(config: PipelineConfig,
         input_base=config.data_root,
         input_config=tfx.proto.Input(splits=[
             tfx.proto.Input.Split(name=name, pattern=f"{name}/*.tfrecord.gz") for name in (TRAIN, EVAL, TEST)]))
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
-    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
-                                                        schema=schema_gen.outputs["schema"])
+    if config.schema_path == "infer":
+        statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+        schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
+                                              infer_feature_shape=True)
+    else:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+        # With the curated schema `label` counts as categorical: its class histogram is what the drift check uses.
+        statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
+                                                      schema=schema_gen.outputs["schema"])
+    # Fails the run on anomalies (and on label drift against the train split); the Trainer waits for it.
+    example_validator = GatedExampleValidator(statistics=statistics_gen.outputs["statistics"],
+                                              schema=schema_gen.outputs["schema"]).with_id("ExampleValidator")
     # Analyze on train only; not materialized: the Trainer and every serving signature apply the same graph.
     # No pre/post-transform statistics: StatisticsGen has them, and 3,072 float features per image are costly.
     transform = tfx.components.Transform(
@@ -69,7 +78,10 @@ def create_pipeline(config: PipelineConfig,
         train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
         custom_config={TRAINER_CONFIG_KEY: config.trainer.to_dict(), CLASS_NAMES_KEY: list(config.class_names),
-                       MODEL_NAME_KEY: config.model_name})
+                       MODEL_NAME_KEY: config.model_name,
+                       # Epoch checkpoints survive a killed run here; the next run resumes from them.
+                       BACKUP_DIR_KEY: f"{config.pipeline_root}/Trainer/backup"})
+    trainer.add_upstream_node(example_validator)  # never train on data that failed validation
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

@@ -9,6 +9,7 @@ from typing import Optional
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import metadata
 from pipeline.config import PipelineConfig
 
 _STATES = {metadata_store_pb2.Execution.COMPLETE: "ran", metadata_store_pb2.Execution.CACHED: "cached",
@@ -34,10 +35,13 @@ class RunSummary:
     top5_accuracy: Optional[float]
     blessed: Optional[bool]
     pushed_to: Optional[str]
+    not_pushed_reason: str = ""  # why the Evaluator did not bless, or why nothing was pushed
 
 
 def open_store(config: PipelineConfig,
                connection: Optional[metadata_store_pb2.ConnectionConfig] = None) -> mlmd.MetadataStore:
+    if connection is None and config.metadata.backend != "sqlite":  # the run's MySQL store (password from env)
+        connection = metadata.connection_config(config.metadata, config.metadata_path)
     if connection is None:
         connection = metadata_store_pb2.ConnectionConfig()
         connection.sqlite.filename_uri = config.metadata_path
@@ -54,15 +58,45 @@ def _latest_run(store: mlmd.MetadataStore, run_id: Optional[str]) -> metadata_st
     return max(runs, key=lambda c: c.create_time_since_epoch)
 
 
-def _evaluation_metrics(uri: str) -> dict[str, float]:
-    """The candidate model's metrics on the overall slice of a TFMA evaluation."""
+def _evaluation_metrics(uri: str) -> dict[str, dict[str, float]]:
+    """{model name: {metric: value}} on the overall slice of a TFMA evaluation ("candidate" and, when there was
+    one, "baseline"; a single-model evaluation is reported as "candidate")."""
     import tensorflow_model_analysis as tfma
 
+    out: dict[str, dict[str, float]] = {}
     for slice_metrics in tfma.load_metrics(uri):
         if not slice_metrics.slice_key.single_slice_keys:
-            return {kv.key.name: kv.value.double_value.value for kv in slice_metrics.metric_keys_and_values
-                    if not kv.key.is_diff and kv.key.model_name in ("", "candidate")}
-    return {}
+            for kv in slice_metrics.metric_keys_and_values:
+                if not kv.key.is_diff:
+                    out.setdefault(kv.key.model_name or "candidate", {})[kv.key.name] = kv.value.double_value.value
+    return out
+
+
+def _validation_failures(uri: str, metrics: dict[str, dict[str, float]]) -> str:
+    """TFMA's reasons for not blessing: metric, candidate value, baseline value, threshold."""
+    import tensorflow_model_analysis as tfma
+
+    try:
+        result = tfma.load_validation_result(uri)
+    except Exception:  # noqa: BLE001 - no validation output: nothing to explain
+        return ""
+    reasons = []
+    for per_slice in result.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            name = failure.metric_key.name
+            candidate = metrics.get("candidate", {}).get(name)
+            baseline = metrics.get("baseline", {}).get(name)
+            threshold = failure.metric_threshold
+            if failure.metric_key.is_diff:
+                limit = threshold.change_threshold.absolute.value
+                reasons.append(f"{name}: candidate {candidate:.4f} vs baseline {baseline:.4f}, change "
+                               f"{candidate - baseline:+.4f} is below the allowed {limit:+.4f}"
+                               if candidate is not None and baseline is not None else failure.message)
+            else:
+                floor = threshold.value_threshold.lower_bound.value
+                reasons.append(f"{name}: candidate {candidate:.4f} is below the floor {floor:.4f}"
+                               if candidate is not None else failure.message)
+    return "; ".join(reasons)
 
 
 def collect(config: PipelineConfig, run_id: Optional[str] = None,
@@ -93,20 +127,24 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None,
         if "blessed" in artifact.custom_properties:
             struct = artifact.custom_properties["blessed"].struct_value.fields
             anomalies = sorted(split for split, ok in struct.items() if not ok.number_value)
-    metrics = {}
+    metrics, reason = {}, ""
     for artifact in produced.get("ModelEvaluation", []):
         metrics = _evaluation_metrics(artifact.uri)
+        reason = _validation_failures(artifact.uri, metrics)
     blessing = produced.get("ModelBlessing", [])
+    blessed = bool(blessing[0].custom_properties["blessed"].int_value) if blessing else None
     pushed = produced.get("PushedModel", [])
     pushed_to = None
     if pushed and pushed[0].custom_properties["pushed"].int_value:
         pushed_to = os.path.join(config.push_dir, pushed[0].custom_properties["pushed_version"].string_value)
+    if pushed_to is None and not reason:
+        reason = "the Evaluator did not bless the model" if blessed is False else "the run did not reach the Pusher"
+    candidate = metrics.get("candidate", {})
     return RunSummary(
         run_id=run.name, steps=steps, examples=examples, anomalies=anomalies,
-        accuracy=metrics.get("sparse_categorical_accuracy"),
-        top5_accuracy=metrics.get("sparse_top_k_categorical_accuracy"),
-        blessed=bool(blessing[0].custom_properties["blessed"].int_value) if blessing else None,
-        pushed_to=pushed_to)
+        accuracy=candidate.get("sparse_categorical_accuracy"),
+        top5_accuracy=candidate.get("sparse_top_k_categorical_accuracy"),
+        blessed=blessed, pushed_to=pushed_to, not_pushed_reason="" if pushed_to else reason)
 
 
 def _note(step: Step, summary: RunSummary) -> str:
@@ -123,12 +161,17 @@ def _note(step: Step, summary: RunSummary) -> str:
     return ""
 
 
-def render(config: PipelineConfig, run_id: Optional[str] = None) -> str:
-    summary = collect(config, run_id)
+def render_summary(summary: RunSummary) -> str:
     rows = [(s.component, s.status, f"{s.seconds:.1f}s", _note(s, summary)) for s in summary.steps]
     header = ("component", "status", "time", "")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(3)]
     lines = [f"run {summary.run_id}"]
     lines += ["  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]), r[3]]).rstrip()
               for r in [header] + rows]
+    if summary.not_pushed_reason:
+        lines.append(f"not pushed: {summary.not_pushed_reason}")
     return "\n".join(lines)
+
+
+def render(config: PipelineConfig, run_id: Optional[str] = None) -> str:
+    return render_summary(collect(config, run_id))

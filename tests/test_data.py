@@ -157,3 +157,20 @@ def test_failed_run_leaves_existing_outputs_untouched(tmp_path):
     expect_error("not a readable image", str(bad), tmp_path / "out")
     assert {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [dataset.name]  # no staging left behind
+
+
+@pytest.mark.slow
+def test_full_ingestion_streams_instead_of_holding_all_images(shared_cifar, tmp_path):
+    """All 60,000 images: the Python heap never holds the dataset (132 MB of PNGs, 184 MB of pixels). What it
+    does hold is the index (60,000 names and positions, ~50 MB), well under half of the images' size."""
+    import tracemalloc
+
+    tracemalloc.start()
+    dataset = cifar10.prepare(str(shared_cifar), tmp_path / "out")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    splits = json.loads((dataset / "manifest.json").read_text())["splits"]
+    assert {s: v["examples"] for s, v in splits.items()} == {"train": 45000, "eval": 5000, "test": 10000}
+    written = sum(p.stat().st_size for p in dataset.glob("*/*.tfrecord.gz"))
+    assert written > 100 * 2**20
+    assert peak < written / 2, f"peak Python allocations {peak / 2**20:.0f} MiB for {written / 2**20:.0f} MiB written"

@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from trainer import distribute, export, flops, inputs, recipe, vit
+from trainer import checkpoints, distribute, export, flops, inputs, recipe, vit
 from trainer.config import TrainerConfig
 from trainer.progress import ProgressLogger
 
@@ -20,6 +20,7 @@ RUN_FN = "trainer.run.run_fn"
 # Keys of the Trainer's custom_config.
 TRAINER_CONFIG_KEY = "trainer_config"
 CLASS_NAMES_KEY = "class_names"
+BACKUP_DIR_KEY = "backup_dir"  # where epoch checkpoints outlive a killed run (trainer/checkpoints.py)
 MODEL_NAME_KEY = "model_name"  # TF Serving model name, written into the warmup requests
 
 WARMUP_IMAGES = 4  # real eval images replayed by TF Serving when it loads the model
@@ -52,18 +53,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     log.info("model %s: %d parameters; %d training / %d validation examples; config %s", model.name,
              model.count_params(), num_train, num_eval, json.dumps(cfg.to_dict()))
     stats = flops.report(model, fn_args.model_run_dir)  # model_stats.json: parameters, GFLOPs (two conventions)
-    best_weights = os.path.join(fn_args.model_run_dir, "best", "weights")
+    backup = checkpoints.backup_dir(
+        fn_args.custom_config.get(BACKUP_DIR_KEY) or os.path.join(fn_args.model_run_dir, "backup"),
+        cfg.to_dict(), fn_args.train_files, fn_args.transform_output)
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-        # Checkpoint selection uses the validation split only; the test split is for the Evaluator.
-        keras.callbacks.ModelCheckpoint(best_weights, monitor="val_accuracy", mode="max", save_best_only=True,
-                                        save_weights_only=True),
-        keras.callbacks.CSVLogger(os.path.join(fn_args.model_run_dir, "history.csv")),
+        *checkpoints.callbacks(backup),
         ProgressLogger(cfg.epochs, steps_per_epoch=-(-num_train // cfg.batch_size)),
     ]
     model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
-    model.load_weights(best_weights)
+    checkpoints.finish(backup, model, fn_args.model_run_dir)
     export.export_serving_model(model, tft_output, cfg, class_names, fn_args.serving_model_dir)
     flops.write(stats, os.path.join(fn_args.serving_model_dir, "assets.extra"))
     export.write_warmup_requests(fn_args.serving_model_dir, fn_args.custom_config[MODEL_NAME_KEY],
                                  export.read_encoded_images(fn_args.eval_files, WARMUP_IMAGES))
+    checkpoints.remove(backup)

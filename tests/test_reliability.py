@@ -1,0 +1,163 @@
+"""Fault injection: bad data never trains, a crash never loses work, a worse model is never pushed.
+
+Pipeline-level scenarios run the real CLI in a subprocess (so it can be SIGKILLed with its Beam workers) on a
+few hundred real CIFAR-10 images; data-level faults are also checked against the validator executor directly.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from components import cifar10
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "pipeline.cli"]
+SECRET = "s3cr3t-Do-Not-Log-7f1e"  # a fake credential the runs get in their environment
+
+
+def _env():
+    return {**os.environ, "TOKENLEARNER_MLMD_PASSWORD": SECRET, "PYTHONUNBUFFERED": "1"}
+
+
+def run_cli(args, log: Path, kill_when: str | None = None, timeout: float = 1500) -> tuple[int, str]:
+    """Runs `tokenlearner ARGS`, appending its output to `log`; with `kill_when`, SIGKILLs the whole process
+    group (Beam workers included) as soon as a line matches that regex. Returns (exit code or -9, output)."""
+    proc = subprocess.Popen(CLI + args, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    lines, deadline = [], time.time() + timeout
+    for line in proc.stdout:
+        lines.append(line)
+        if kill_when and re.search(kill_when, line):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            break
+        if time.time() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise TimeoutError(f"tokenlearner {' '.join(args)} ran over {timeout} s")
+    rc = proc.wait()
+    out = "".join(lines)
+    with open(log, "a") as f:
+        f.write(f"\n$ tokenlearner {' '.join(args)}\n{out}")
+    return (-9 if kill_when and rc < 0 else rc), out
+
+
+def row(table: str, component: str) -> str:
+    return next((line for line in table.splitlines() if line.startswith(component + " ")), "")
+
+
+def versions(output: Path) -> list[str]:
+    base = output / "serving" / "tokenlearner"
+    return sorted(p.name for p in base.iterdir()) if base.is_dir() else []
+
+
+@pytest.fixture(scope="module")
+def dataset(shared_cifar, tmp_path_factory) -> Path:
+    return cifar10.prepare(str(shared_cifar), tmp_path_factory.mktemp("data"), limit=300)
+
+
+# -------------------------------------------------------------------------------- crash, resume, regression gate
+
+@pytest.mark.slow
+def test_crash_resume_and_regression_gate(dataset, tmp_path):
+    out, log = tmp_path / "out", tmp_path / "runs.log"
+    base = ["run", "--data", str(dataset), "--preset", "tiny", "--output", str(out), "--set", "beam_workers=1"]
+
+    # 1. SIGKILL while Transform runs; the re-run takes the finished components from the cache.
+    rc, _ = run_cli(base, log, kill_when=r"Component Transform is running")
+    assert rc == -9 and versions(out) == []
+    rc, table = run_cli(base, log)
+    assert rc == 0, table
+    for component in ("ImportExampleGen", "StatisticsGen", "ExampleValidator"):
+        assert " cached " in row(table, component), table
+    assert " ran " in row(table, "Transform") and " ran " in row(table, "Trainer")
+    assert len(versions(out)) == 1
+
+    # 2. SIGKILL after the second of four epochs; the re-run resumes at epoch 3, not epoch 1.
+    four = base + ["--set", "epochs=4"]
+    rc, killed = run_cli(four, log, kill_when=r"epoch 2/4 done")
+    assert rc == -9 and "Epoch 1/4" in killed
+    rc, table = run_cli(four, log)
+    assert rc == 0, table
+    assert "resuming from the epoch checkpoint" in table
+    epochs_trained = re.findall(r"^Epoch (\d)/4", table, flags=re.M)
+    assert epochs_trained == ["3", "4"], epochs_trained
+    assert " cached " in row(table, "Transform")
+    assert len(versions(out)) == 2  # the 4-epoch model, pushed once
+    assert not list((out / "serving" / "tokenlearner").glob(".tmp-*"))  # no half-written version left
+
+    # 3. A worse candidate (learning rate 0: the initial weights) against the blessed 4-epoch baseline.
+    before = versions(out)
+    rc, table = run_cli(four + ["--set", "learning_rate=0", "--set", "regression_tolerance=0.01"], log)
+    assert rc == 3, table
+    assert "NOT blessed" in row(table, "Evaluator") and "not pushed" in row(table, "Pusher")
+    reason = re.search(r"not pushed: (.*)", table).group(1)
+    assert re.search(r"sparse_categorical_accuracy: candidate 0\.\d{4} vs baseline 0\.\d{4}, change -0\.\d{4} "
+                     r"is below the allowed -0\.0100", reason), reason
+    assert versions(out) == before  # the serving dir keeps the previous versions
+
+    # Security hygiene: the fake credential in the environment never reaches logs or outputs.
+    assert SECRET not in log.read_text()
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".txt", ".csv", ".pbtxt", ".log"):
+            assert SECRET not in path.read_text(errors="ignore"), path
+
+
+# ------------------------------------------------------------------------------------------------ bad data
+
+def _rewrite(shard: Path, edit) -> None:
+    """Rewrites a gzipped TFRecord shard, passing each tf.Example (with its index) through `edit`."""
+    records = [tf.train.Example.FromString(r.numpy())
+               for r in tf.data.TFRecordDataset(str(shard), compression_type="GZIP")]
+    with tf.io.TFRecordWriter(str(shard), options="GZIP") as writer:
+        for i, example in enumerate(records):
+            edit(i, example)
+            writer.write(example.SerializeToString())
+
+
+def _copy_dataset(dataset: Path, dest: Path) -> Path:
+    import shutil
+
+    shutil.copytree(dataset, dest)
+    return dest
+
+
+@pytest.mark.slow
+def test_label_out_of_range_stops_the_run_before_training(dataset, tmp_path):
+    bad = _copy_dataset(dataset, tmp_path / "bad")
+    shard = next((bad / "train").glob("*.tfrecord.gz"))
+
+    def edit(i, example):
+        if i == 5:
+            example.features.feature["label"].int64_list.value[0] = 12
+
+    _rewrite(shard, edit)
+    out = tmp_path / "out"
+    rc, output = run_cli(["run", "--data", str(bad), "--preset", "tiny", "--output", str(out),
+                          "--set", "beam_workers=1"], tmp_path / "log")
+    assert rc == 1, output
+    error = [line for line in output.splitlines() if line.startswith("tokenlearner: error:")]
+    assert len(error) == 1 and "data validation failed: split 'train': feature 'label'" in error[0], output
+    assert "FAILED" in row(output, "ExampleValidator") and not row(output, "Trainer"), output
+    assert versions(out) == []
+
+
+@pytest.mark.slow
+def test_truncated_shard_fails_naming_the_file(dataset, tmp_path):
+    bad = _copy_dataset(dataset, tmp_path / "bad")
+    shard = next((bad / "test").glob("*.tfrecord.gz"))
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    out = tmp_path / "out"
+    rc, output = run_cli(["run", "--data", str(bad), "--preset", "tiny", "--output", str(out),
+                          "--set", "beam_workers=1"], tmp_path / "log")
+    assert rc == 1, output
+    error = [line for line in output.splitlines() if line.startswith("tokenlearner: error:")]
+    assert len(error) == 1 and "pipeline failed" in error[0], output
+    assert versions(out) == [] and not row(output, "Trainer")

@@ -1,0 +1,96 @@
+"""Property-based: whatever bytes reach `serving_default`, it answers with predictions or a clean
+InvalidArgumentError, never crashes or hangs, and a valid request right after a bad one still works."""
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from tests.conftest import random_images
+
+pytestmark = pytest.mark.slow
+
+SETTINGS = settings(max_examples=5000, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=list(HealthCheck))
+
+
+def _encode(array, fmt):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+SEEDS = [_encode(random_images(1, seed=1)[0], "PNG"), _encode(random_images(1, seed=2)[0], "JPEG"),
+         _encode(random_images(1, seed=3, size=64)[0], "PNG")]
+
+
+class Checker:
+    def __init__(self, version_dir):
+        self.serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+        self.valid = tf.constant([SEEDS[0]])
+        self.counts = {"ok": 0, "invalid": 0}
+        self.slowest = 0.0
+
+    def check(self, payload: bytes) -> None:
+        start = time.time()
+        try:
+            out = self.serve(images=tf.constant([payload]))
+            probabilities = out["probabilities"].numpy()
+            assert probabilities.shape == (1, 10) and np.isfinite(probabilities).all()
+            self.counts["ok"] += 1
+        except tf.errors.InvalidArgumentError:
+            self.counts["invalid"] += 1
+            # The server must still answer a good request after a bad one.
+            assert self.serve(images=self.valid)["probabilities"].shape == (1, 10)
+        self.slowest = max(self.slowest, time.time() - start)
+
+
+@pytest.fixture(scope="module")
+def checker(exported_model):
+    return Checker(exported_model.version_dir)
+
+
+def test_random_bytes(checker):
+    @SETTINGS
+    @given(st.binary(max_size=4096))
+    def run(payload):
+        checker.check(payload)
+
+    run()
+    assert checker.slowest < 5.0
+
+
+@st.composite
+def mutated(draw):
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 8))):
+        kind, pos = draw(st.sampled_from(["flip", "insert", "delete", "truncate"])), draw(
+            st.integers(0, len(data) - 1))
+        if kind == "flip":
+            data[pos] = draw(st.integers(0, 255))
+        elif kind == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
+        elif kind == "delete":
+            del data[pos:pos + draw(st.integers(1, 16))]
+        elif len(data) > 1:
+            data = data[:pos]
+        if not data:
+            break
+    return bytes(data)
+
+
+def test_mutated_real_images(checker):
+    @SETTINGS
+    @given(mutated())
+    def run(payload):
+        checker.check(payload)
+
+    run()
+    assert checker.slowest < 5.0
+    assert checker.counts["ok"] > 0 and checker.counts["invalid"] > 0
