@@ -48,7 +48,11 @@ def test_flink_and_spark_go_through_the_portable_runner():
     flink = _config("beam_profile=flink", "beam_job_endpoint=flink-jobserver:8099", "beam_parallelism=8")
     assert flink.beam_pipeline_args == [
         "--runner=PortableRunner", "--job_endpoint=flink-jobserver:8099", "--environment_type=DOCKER",
-        f"--environment_config={IMAGE}", "--parallelism=8"]
+        f"--environment_config={IMAGE}", "--parallelism=8", f"--sdk_container_image={IMAGE}"]
+    other_image = _config("beam_profile=flink", "beam_job_endpoint=jm:8099", "beam_environment_config=beam:sdk")
+    assert other_image.beam_pipeline_args == [
+        "--runner=PortableRunner", "--job_endpoint=jm:8099", "--environment_type=DOCKER",
+        "--environment_config=beam:sdk"]
     spark = _config("beam_profile=spark", "beam_job_endpoint=spark-jobserver:8099",
                     "beam_environment_type=EXTERNAL", "beam_environment_config=localhost:50000")
     assert spark.beam_pipeline_args == [
