@@ -12,8 +12,9 @@ from tfx import v1 as tfx
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.pipeline import create_pipeline
 
-# What the pipeline pods read or write must be on shared storage, not on the compiling machine's disk.
-WORKER_PATHS = ("data_root", "output_dir")
+# What the pipeline pods read or write must be on shared storage, not on the compiling machine's disk
+# (schema_path may also be "infer": no file then).
+WORKER_PATHS = ("data_root", "output_dir", "schema_path")
 
 
 def compile_spec(config: PipelineConfig, out: str) -> str:
@@ -21,9 +22,10 @@ def compile_spec(config: PipelineConfig, out: str) -> str:
     if not config.image:
         raise ConfigError("image: required to compile (every component runs this container image)")
     for name in WORKER_PATHS:
-        if "://" not in getattr(config, name):
-            raise ConfigError(f"{name}: {getattr(config, name)!r} is on this machine; pipeline pods need shared "
-                              "storage (gs://bucket/...)")
+        value = getattr(config, name)
+        if "://" not in value and not (name == "schema_path" and value == "infer"):
+            raise ConfigError(f"{name}: {value!r} is on this machine; pipeline pods need shared storage "
+                              f"(copy it to gs://bucket/... and pass --set {name}=gs://...)")
     runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.image)
     out = os.path.abspath(out)
     tfx.orchestration.experimental.KubeflowV2DagRunner(

@@ -23,7 +23,9 @@ from pipeline import config as config_lib
 from tests.conftest import REPO
 
 IMAGE = "europe-west4-docker.pkg.dev/proj/tokenlearner/tokenlearner:0.1.0"
-REMOTE = ["--image", IMAGE, "--data-root", "gs://bucket/data/cifar10-tiny", "--output", "gs://bucket/tokenlearner"]
+SCHEMA = "gs://bucket/schema/schema.pbtxt"
+REMOTE = ["--image", IMAGE, "--data-root", "gs://bucket/data/cifar10-tiny", "--output", "gs://bucket/tokenlearner",
+          "--set", f"schema_path={SCHEMA}"]
 RUN_FN, PREPROCESSING_FN = "trainer.run.run_fn", "trainer.preprocessing.preprocessing_fn"
 RESOLVERS = {"latest_blessed_model_resolver-model-resolver", "latest_blessed_model_resolver-model-blessing-resolver"}
 # (a, b): task b runs after task a (directly or through other tasks).
@@ -78,6 +80,8 @@ def test_spec_is_a_kfp_v2_pipeline_with_every_component_in_dag_order(target, kub
     assert spec.pipeline_info.name == "tokenlearner-cifar10" and spec.schema_version == "2.0.0"
     tasks = spec.root.dag.tasks
     schema = "ImportSchemaGen" if "ImportSchemaGen" in tasks else "SchemaGen"
+    if schema == "ImportSchemaGen":
+        assert _param(spec, schema, "schema_file") == SCHEMA
     assert set(tasks) == {"ImportExampleGen", "StatisticsGen", schema, "ExampleValidator", "Transform", "Trainer",
                           "Evaluator", "Pusher", *RESOLVERS}
     for name, task in tasks.items():
@@ -117,7 +121,8 @@ def test_kubeflow_spec_carries_the_beam_profile(kubeflow_job):
                 "--temp_location=gs://bucket/tmp", "--autoscaling_algorithm=THROUGHPUT_BASED",
                 f"--sdk_container_image={IMAGE}"]
     assert args[-len(expected):] == expected
-    assert kubeflow_job["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/tokenlearner/pipeline/tokenlearner-cifar10"
+    root = kubeflow_job["runtimeConfig"]["gcsOutputDirectory"]
+    assert root == "gs://bucket/tokenlearner/pipeline/tokenlearner-cifar10"
 
 
 def test_vertex_spec_carries_the_training_job_machine_spec(vertex_job):
@@ -171,7 +176,8 @@ def test_vertex_dry_run_prints_the_job_and_sends_nothing(tmp_path, capsys, monke
     out = tmp_path / "vertex.json"
     rc = cli.main(["submit", "--dry-run", "--preset", "tiny", "--out", str(out), *REMOTE,
                    "--set", "vertex_project=proj", "--set", "vertex_labels=team=vision,stage=dev",
-                   "--set", "vertex_service_account=runner@proj.iam.gserviceaccount.com", "--set", "enable_cache=false"])
+                   "--set", "vertex_service_account=runner@proj.iam.gserviceaccount.com",
+                   "--set", "enable_cache=false"])
     assert rc == 0
     job = json.loads(capsys.readouterr().out)
     assert job["sent"] is False and job["display_name"] == "tokenlearner-cifar10"
@@ -193,7 +199,7 @@ def test_vertex_submit_sends_the_job_with_the_service_account(tmp_path, monkeypa
     monkeypatch.setattr(aiplatform.PipelineJob, "submit", lambda self, **kw: sent.update(kw, job=self))
     config = config_lib.apply_overrides(
         config_lib.from_preset("tiny", data_root="gs://b/d", output_dir="gs://b/o", image=IMAGE),
-        {"vertex_project": "proj", "vertex_service_account": "sa@proj.iam.gserviceaccount.com"})
+        {"vertex_project": "proj", "vertex_service_account": "sa@proj.iam.gserviceaccount.com", "schema_path": SCHEMA})
     spec = vertex_runner.compile_spec(config, str(tmp_path / "v.json"))
     described = vertex_runner.submit(config, spec, credentials=AnonymousCredentials())
     assert sent["service_account"] == "sa@proj.iam.gserviceaccount.com" and described["sent"] is True
@@ -215,7 +221,21 @@ def test_bad_vertex_settings_exit_2_naming_the_field(args, match, tmp_path, caps
     assert not (tmp_path / "x.json").exists()
 
 
-def test_local_paths_are_refused_for_remote_targets(tmp_path, capsys):
-    rc = cli.main(["compile", "--target", "kubeflow", "--image", IMAGE, "--data-root", str(tmp_path),
-                   "--output", "gs://b/o", "--out", str(tmp_path / "x.json")])
-    assert rc == 2 and "data_root:" in capsys.readouterr().err
+@pytest.mark.parametrize("args, field", [
+    (["--data-root", "DATA", "--output", "gs://b/o", "--set", f"schema_path={SCHEMA}"], "data_root"),
+    (["--data-root", "gs://b/d", "--output", "outputs", "--set", f"schema_path={SCHEMA}"], "output_dir"),
+    (["--data-root", "gs://b/d", "--output", "gs://b/o"], "schema_path"),  # the default is a file of this checkout
+])
+def test_local_paths_are_refused_for_remote_targets(args, field, tmp_path, capsys):
+    args = [str(tmp_path) if a == "DATA" else a for a in args]
+    rc = cli.main(["compile", "--target", "kubeflow", "--image", IMAGE, *args, "--out", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"tokenlearner: error: {field}: ") and "is on this machine" in err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_inferred_schema_needs_no_file(tmp_path):
+    out = tmp_path / "infer.json"
+    assert cli.main(["compile", "--target", "kubeflow", "--image", IMAGE, "--data-root", "gs://b/d", "--output",
+                     "gs://b/o", "--set", "schema_path=infer", "--out", str(out)]) == 0
+    assert "SchemaGen" in json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
