@@ -26,15 +26,16 @@ h3 { font-size: 15px; margin: 0 0 6px; color: #1f3a5f; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 16px; }
 .card { background: #fff; border: 1px solid #dfe4ea; border-radius: 6px; padding: 14px 16px; }
 table { border-collapse: collapse; width: 100%; font-size: 14px; }
-td, th { text-align: left; padding: 4px 8px; border-bottom: 1px solid #edf0f4; vertical-align: top;
-         overflow-wrap: anywhere; }
-th { background: #f0f3f7; font-weight: 600; }
+td, th { text-align: left; padding: 4px 8px; border-bottom: 1px solid #edf0f4; vertical-align: top; }
+th { background: #f0f3f7; font-weight: 600; white-space: nowrap; }
+.card td { overflow-wrap: anywhere; }
 .card td:first-child { color: #5a6575; width: 42%; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { background: #fff; border: 1px solid #dfe4ea; border-radius: 6px; margin: 0 0 20px; padding: 12px; }
 figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; }
 figcaption { color: #4a5563; font-size: 13.5px; margin-top: 8px; }
-.split { display: grid; grid-template-columns: minmax(0, 3fr) minmax(260px, 2fr); gap: 16px; align-items: start; }
+.split { display: grid; grid-template-columns: minmax(0, 3fr) minmax(360px, 2fr); gap: 16px; align-items: start; }
+.split p { color: #4a5563; font-size: 13.5px; margin: 8px 10px; }
 .note { background: #fff8e1; border-left: 4px solid #e0a800; padding: 8px 12px; margin: 10px 0; }
 code { font: 12.5px/1.3 "DejaVu Sans Mono", Menlo, Consolas, monospace; word-break: break-all; }
 .wide { background: #fff; border: 1px solid #dfe4ea; border-radius: 6px; overflow-x: auto; }
@@ -86,8 +87,10 @@ def render(report: "Report") -> str:
     per_class_rows = [(_e(names[k]), _e(int(report.per_class.counts[k])), _e(int(report.confusion[k].sum())),
                        _e(int(report.confusion[k, k])), _e(f"{report.per_class.accuracy[k]:.1%}"))
                       for k in range(len(names))]
-    per_class = _table(("class", "TFMA examples", "matrix row", "correct", "accuracy"), per_class_rows,
-                       numeric=(1, 2, 3, 4))
+    per_class = _table(("class", "examples", "matrix row", "correct", "accuracy"), per_class_rows,
+                       numeric=(1, 2, 3, 4)) + (
+        "<p>examples and accuracy: TFMA's per-label slice; matrix row and correct: the confusion matrix's row "
+        "total and diagonal. They agree when TFMA counted every example once.</p>")
 
     steps = _table(("component", "status", "time", "outputs"), [
         (_e(s.component), _e(s.status), _e(f"{s.seconds:.1f} s"),
