@@ -117,8 +117,14 @@ def profiler_float_ops(graph: tf.Graph) -> int:
     """tf.compat.v1.profiler's float-operation total of `graph` (the keras.io convention's raw number)."""
     builder = tf.compat.v1.profiler.ProfileOptionBuilder
     options = builder(builder.float_operation()).with_empty_output().build()
-    profile = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op",
-                                            options=options)
+    tf_log = tf.get_logger()
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)  # the v1 profiler's shape helpers log deprecation warnings
+    try:
+        profile = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op",
+                                                options=options)
+    finally:
+        tf_log.setLevel(level)
     return int(profile.total_float_ops)
 
 

@@ -1,0 +1,160 @@
+"""Throughput: training and evaluation images/s of the Trainer's input pipeline + model (trainer/inputs.py over the
+raw TFRecords with the Transform graph, `trainer.run.compile_model`) against a plain `tf.data` pipeline over
+in-memory arrays + `model.fit` of the same model, in the same process; and the fraction of the CPU's peak FP32
+FLOP/s that the training reaches.
+
+    nice .venv/bin/python bench/throughput.py --limit 5120 --epochs 2
+
+The first epoch traces the graphs (and our pipeline fills its cache); the last epoch is the steady state that the
+table reports. Prints one markdown table and the peak-FLOP/s arithmetic.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import bench_data  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import tf_keras as keras  # noqa: E402
+
+
+def cpu_peak() -> tuple[float, str]:
+    """Peak FP32 FLOP/s of this CPU = cores x GHz x FLOPs per cycle per core, from /proc/cpuinfo."""
+    info: dict[str, str] = {}
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    flags = set(info.get("flags", "").split())
+    ghz = float(info.get("cpu MHz", "0")) / 1000
+    cores = os.cpu_count() or 1
+    vendor, family = info.get("vendor_id", ""), int(info.get("cpu family", "0"))
+    if "avx512f" in flags and vendor == "AuthenticAMD" and family == 25:
+        # Zen 4 runs 512-bit FMAs on two 256-bit FMA pipes: 2 pipes x 8 FP32 lanes x 2 FLOPs (mul + add).
+        per_cycle, why = 2 * 8 * 2, "AVX-512 on Zen 4 (family 25): 2 FMA pipes x 8 FP32 lanes (256-bit) x 2"
+    elif "avx512f" in flags:
+        per_cycle, why = 2 * 16 * 2, "AVX-512: 2 FMA units x 16 FP32 lanes x 2"
+    elif "fma" in flags:
+        per_cycle, why = 2 * 8 * 2, "AVX2 FMA: 2 FMA units x 8 FP32 lanes x 2"
+    else:
+        per_cycle, why = 4 * 2, "SSE: 4 FP32 lanes x 2 (mul + add)"
+    peak = cores * ghz * 1e9 * per_cycle
+    text = (f"peak FP32 = {cores} cores x {ghz:.3f} GHz (cpu MHz of /proc/cpuinfo; boost clocks not visible "
+            f"in this VM) x {per_cycle} FLOPs/cycle ({why}) = {peak / 1e9:.0f} GFLOP/s")
+    return peak, text
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Seconds of each epoch."""
+
+    def on_train_begin(self, logs=None):
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+def plain_arrays(files: list[str], tft_output):
+    """Decoded, normalized images and labels in memory, prepared outside the timed part (what a plain
+    `tf.data.Dataset.from_tensor_slices` script starts from)."""
+    import numpy as np
+
+    from trainer import inputs
+
+    images, labels = [], []
+    for x, y in inputs.transformed_dataset(files, tft_output).batch(1024):
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def plain_dataset(x, y, cfg, training: bool):
+    """tf.data over arrays: shuffle, resize + random crop + flip, batch (training); resize + central crop (eval)."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    offset = (cfg.resize_to - cfg.image_size) // 2
+    if training:
+        def augment(image, label):
+            image = tf.image.resize(image, [cfg.resize_to, cfg.resize_to])
+            image = tf.image.random_crop(image, [cfg.image_size, cfg.image_size, 3])
+            return tf.image.random_flip_left_right(image), label
+        ds = ds.shuffle(len(x)).map(augment, num_parallel_calls=tf.data.AUTOTUNE).batch(cfg.batch_size)
+    else:
+        def center(images, labels):
+            images = tf.image.resize(images, [cfg.resize_to, cfg.resize_to])
+            return images[:, offset:offset + cfg.image_size, offset:offset + cfg.image_size], labels
+        ds = ds.batch(cfg.batch_size).map(center, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def measure(model, train_ds, eval_ds, n_train: int, n_eval: int, epochs: int) -> dict:
+    timer = EpochTimer()
+    model.fit(train_ds, epochs=epochs, callbacks=[timer], verbose=0)
+    eval_seconds = []
+    for _ in range(2):  # the first evaluation traces (and fills our cache); the second is steady
+        start = time.perf_counter()
+        model.evaluate(eval_ds, verbose=0)
+        eval_seconds.append(time.perf_counter() - start)
+    return {"train_img_s": n_train / timer.seconds[-1], "first_epoch_s": timer.seconds[0],
+            "eval_img_s": n_eval / eval_seconds[-1]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(bench_data.REPO.parent / "shared/data/cifar10/cifar10-jpg.tar.gz"))
+    parser.add_argument("--work", type=Path, default=Path("outputs/bench"))
+    parser.add_argument("--limit", type=int, default=5120, help="images taken from CIFAR-10 (90%% train, 10%% eval)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per pipeline; the last one is reported")
+    parser.add_argument("--preset", default="keras_io")
+    args = parser.parse_args(argv)
+    args.work = args.work.resolve()
+    import tensorflow_transform as tft
+
+    from trainer import flops, inputs, run
+    from trainer.config import PRESETS
+
+    machine, start = bench_data.machine(), datetime.now(timezone.utc)
+    cfg = PRESETS[args.preset]
+    dataset_dir = bench_data.dataset(args.data, args.work, args.limit)
+    tft_output = tft.TFTransformOutput(bench_data.transform_output(dataset_dir, args.work))
+    train_files, eval_files = bench_data.split_files(dataset_dir, "train"), bench_data.split_files(dataset_dir, "eval")
+    n_train, n_eval = inputs.count_examples(train_files), inputs.count_examples(eval_files)
+    steps = -(-n_train // cfg.batch_size)
+
+    ours = measure(run.compile_model(cfg, steps),
+                   inputs.make_dataset(train_files, tft_output, cfg, training=True, num_examples=n_train),
+                   inputs.make_dataset(eval_files, tft_output, cfg, training=False, num_examples=n_eval),
+                   n_train, n_eval, args.epochs)
+    x_train, y_train = plain_arrays(train_files, tft_output)
+    x_eval, y_eval = plain_arrays(eval_files, tft_output)
+    plain = measure(run.compile_model(cfg, steps), plain_dataset(x_train, y_train, cfg, True),
+                    plain_dataset(x_eval, y_eval, cfg, False), n_train, n_eval, args.epochs)
+
+    stats = flops.model_stats(run.compile_model(cfg, steps))
+    forward = stats.gflops * 1e9  # direct count, attention included
+    peak, peak_text = cpu_peak()
+    print(f"machine: {machine}\nstarted {start:%Y-%m-%d %H:%M} UTC, finished {datetime.now(timezone.utc):%H:%M} "
+          f"UTC; preset {args.preset} ({stats.model}), batch {cfg.batch_size}, {n_train} training / {n_eval} eval "
+          f"images, epoch {args.epochs} of {args.epochs} reported; command: {' '.join([sys.executable, *sys.argv])}\n")
+    print("| pipeline | train img/s | eval img/s | first epoch (s) | train GFLOP/s | % of peak (train) |")
+    print("|---|---|---|---|---|---|")
+    for name, r in (("ours: trainer/inputs.py + Transform graph", ours), ("plain tf.data arrays + model.fit", plain)):
+        achieved = r["train_img_s"] * 3 * forward  # backward pass ~ 2 x forward
+        print(f"| {name} | {r['train_img_s']:.1f} | {r['eval_img_s']:.1f} | {r['first_epoch_s']:.1f} | "
+              f"{achieved / 1e9:.1f} | {100 * achieved / peak:.1f}% |")
+    print(f"| ratio ours / plain | {ours['train_img_s'] / plain['train_img_s']:.2f} | "
+          f"{ours['eval_img_s'] / plain['eval_img_s']:.2f} | | | |")
+    print(f"\n{peak_text}.\nTraining FLOPs per image = 3 x forward = 3 x {stats.gflops:.4f} GFLOPs (direct count: "
+          f"2 x {stats.macs / 1e6:.1f}M multiply-adds, attention included; the backward pass is ~2 x forward).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
