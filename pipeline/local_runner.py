@@ -1,15 +1,18 @@
-"""Local runner: LocalDagRunner, Beam DirectRunner (multi-processing), ML Metadata in SQLite under the root."""
+"""Local runner: LocalDagRunner, Beam per `config.beam` (DirectRunner multi-processing by default), ML Metadata per
+`config.metadata` (SQLite under the pipeline root by default, or a MySQL-compatible server)."""
 from __future__ import annotations
 
 import os
 
 from tfx import v1 as tfx
 
+from pipeline import metadata
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
 
 def run(config: PipelineConfig) -> None:
     os.makedirs(config.pipeline_root, exist_ok=True)
-    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_connection_config=metadata))
+    connection = metadata.connection_config(config.metadata, config.metadata_path)
+    metadata.check_connection(config.metadata, connection)  # a clear error naming the field, before any work
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_connection_config=connection))
