@@ -3,10 +3,11 @@ raw TFRecords with the Transform graph, `trainer.run.compile_model`) against a p
 in-memory arrays + `model.fit` of the same model, in the same process; and the fraction of the CPU's peak FP32
 FLOP/s that the training reaches.
 
-    nice .venv/bin/python bench/throughput.py --limit 5120 --epochs 2
+    nice .venv/bin/python bench/throughput.py --limit 5120 --epochs 3
 
-The first epoch traces the graphs (and our pipeline fills its cache); the last epoch is the steady state that the
-table reports. Prints one markdown table and the peak-FLOP/s arithmetic.
+The first epoch traces the graphs (and our pipeline fills its cache); the table reports the fastest of the later
+(steady) epochs, since other jobs on a shared CPU can only slow an epoch down. Prints one markdown table and the
+peak-FLOP/s arithmetic.
 """
 from __future__ import annotations
 
@@ -98,12 +99,13 @@ def measure(model, train_ds, eval_ds, n_train: int, n_eval: int, epochs: int) ->
     timer = EpochTimer()
     model.fit(train_ds, epochs=epochs, callbacks=[timer], verbose=0)
     eval_seconds = []
-    for _ in range(2):  # the first evaluation traces (and fills our cache); the second is steady
+    for _ in range(epochs):  # the first evaluation traces (and fills our cache); the others are steady
         start = time.perf_counter()
         model.evaluate(eval_ds, verbose=0)
         eval_seconds.append(time.perf_counter() - start)
-    return {"train_img_s": n_train / timer.seconds[-1], "first_epoch_s": timer.seconds[0],
-            "eval_img_s": n_eval / eval_seconds[-1]}
+    # The fastest steady epoch: the CPU is shared, and other jobs only ever slow an epoch down.
+    return {"train_img_s": n_train / min(timer.seconds[1:]), "first_epoch_s": timer.seconds[0],
+            "eval_img_s": n_eval / min(eval_seconds[1:])}
 
 
 def main(argv=None) -> int:
@@ -111,9 +113,11 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default=str(bench_data.REPO.parent / "shared/data/cifar10/cifar10-jpg.tar.gz"))
     parser.add_argument("--work", type=Path, default=Path("outputs/bench"))
     parser.add_argument("--limit", type=int, default=5120, help="images taken from CIFAR-10 (90%% train, 10%% eval)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per pipeline; the last one is reported")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs (and evaluations) per pipeline, >= 2")
     parser.add_argument("--preset", default="keras_io")
     args = parser.parse_args(argv)
+    if args.epochs < 2:
+        parser.error("--epochs: expected >= 2 (the first epoch traces and fills the cache)")
     args.work = args.work.resolve()
     import tensorflow_transform as tft
 
@@ -142,7 +146,7 @@ def main(argv=None) -> int:
     peak, peak_text = cpu_peak()
     print(f"machine: {machine}\nstarted {start:%Y-%m-%d %H:%M} UTC, finished {datetime.now(timezone.utc):%H:%M} "
           f"UTC; preset {args.preset} ({stats.model}), batch {cfg.batch_size}, {n_train} training / {n_eval} eval "
-          f"images, epoch {args.epochs} of {args.epochs} reported; command: {' '.join([sys.executable, *sys.argv])}\n")
+          f"images, fastest of epochs 2-{args.epochs} reported; command: {' '.join([sys.executable, *sys.argv])}\n")
     print("| pipeline | train img/s | eval img/s | first epoch (s) | train GFLOP/s | % of peak (train) |")
     print("|---|---|---|---|---|---|")
     for name, r in (("ours: trainer/inputs.py + Transform graph", ours), ("plain tf.data arrays + model.fit", plain)):

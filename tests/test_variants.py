@@ -217,3 +217,17 @@ def test_direct_macs_of_a_dense_and_an_einsum():
     stats = flops.model_stats(keras.Model(x, y))
     assert stats.macs_by_op == {"MatMul": 120, "Einsum": 80}
     assert stats.profiler_float_ops == 2 * 120  # the profiler skips the Einsum
+
+
+def test_flops_report_skips_a_model_with_dynamic_shapes(tmp_path, caplog):
+    """A data-dependent shape cannot be counted: model_stats names the op; the Trainer's report logs and goes on."""
+    x = keras.Input((4,))
+    kept = keras.layers.Lambda(lambda t: tf.reshape(tf.boolean_mask(t, t > 0), [1, -1]))(x)  # (1, ?) at batch 1
+    y = keras.layers.Lambda(lambda t: tf.matmul(t, tf.transpose(t)))(kept)
+    model = keras.Model(x, y)
+    with pytest.raises(ValueError, match="MatMul.*not static"):
+        flops.model_stats(model)
+    assert flops.report(model, str(tmp_path)) is None
+    assert flops.write(None, str(tmp_path)) is None
+    assert not (tmp_path / flops.STATS_FILE).exists()
+    assert "FLOPs not computed" in caplog.text

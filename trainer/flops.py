@@ -137,7 +137,10 @@ def model_stats(model: keras.Model) -> ModelStats:
                       profiler_float_ops=profiler_float_ops(graph))
 
 
-def write(stats: ModelStats, directory: str) -> str:
+def write(stats: ModelStats | None, directory: str) -> str | None:
+    """Writes `directory`/model_stats.json; nothing when the stats could not be computed."""
+    if stats is None:
+        return None
     tf.io.gfile.makedirs(directory)
     path = os.path.join(directory, STATS_FILE)
     with tf.io.gfile.GFile(path, "w") as f:
@@ -162,9 +165,14 @@ def render(stats: ModelStats) -> str:
     ])
 
 
-def report(model: keras.Model, directory: str) -> ModelStats:
-    """Compute, log and write the stats of `model` into `directory`/model_stats.json."""
-    stats = model_stats(model)
+def report(model: keras.Model, directory: str) -> ModelStats | None:
+    """Compute, log and write the stats of `model` into `directory`/model_stats.json. A model the counter cannot
+    freeze (e.g. variables of an unusual distribution strategy) is logged and skipped: training goes on."""
+    try:
+        stats = model_stats(model)
+    except Exception as e:  # noqa: BLE001 - statistics must never fail a training run
+        log.warning("model %s: FLOPs not computed (%s: %s)", model.name, type(e).__name__, e)
+        return None
     log.info("model %s: %d parameters, %.4f GFLOPs per image (direct), %.4f GFLOPs in the keras.io convention",
              stats.model, stats.params, stats.gflops, stats.keras_io_gflops)
     write(stats, directory)
