@@ -64,5 +64,22 @@ def submit_from_args(args) -> int:
     config = build_config(args)
     out = args.out or os.path.join(tempfile.mkdtemp(prefix="tokenlearner-"), "pipeline.json")
     vertex_runner.compile_spec(config, out)
-    print(json.dumps(vertex_runner.submit(config, out, dry_run=args.dry_run), indent=2))
+    job = vertex_runner.submit(config, out, dry_run=args.dry_run)
+    print(json.dumps(describe(job, config, out, sent=not args.dry_run), indent=2))
     return 0
+
+
+def describe(job, config: config_lib.PipelineConfig, spec_path: str, sent: bool) -> dict:
+    """What `submit` prints: the PipelineJob as built (and sent, unless a dry run)."""
+    resource = job.to_dict()
+    spec, runtime = resource["pipelineSpec"], resource.get("runtimeConfig", {})
+    images = {e.get("container", {}).get("image") for e in spec["deploymentSpec"]["executors"].values()}
+    return {
+        "sent": sent, "name": resource.get("name", ""),
+        "parent": f"projects/{config.vertex.project}/locations/{config.vertex.region}", "job_id": job.job_id,
+        "display_name": resource["displayName"], "template_path": spec_path,
+        "pipeline_root": runtime.get("gcsOutputDirectory"), "parameter_values": runtime.get("parameterValues", {}),
+        "service_account": config.vertex.service_account or "(project default)",
+        "labels": resource.get("labels", {}), "enable_caching": config.enable_cache,
+        "images": sorted(images - {None}), "tasks": sorted(spec["root"]["dag"]["tasks"]),
+    }

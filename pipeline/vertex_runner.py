@@ -5,7 +5,7 @@ a credentials lookup, touches the network), and returns what it would send inste
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from pipeline import kubeflow_runner
 from pipeline.config import ConfigError, PipelineConfig
@@ -25,8 +25,8 @@ def compile_spec(config: PipelineConfig, out: str) -> str:
     return kubeflow_runner.compile_spec(config, out)
 
 
-def submit(config: PipelineConfig, spec_path: str, dry_run: bool = False, credentials: Any = None) -> dict:
-    """Creates the PipelineJob from the compiled spec and submits it (unless `dry_run`); returns the job."""
+def submit(config: PipelineConfig, spec_path: str, dry_run: bool = False, credentials: Any = None) -> Any:
+    """Creates the `aiplatform.PipelineJob` from the compiled spec and submits it unless `dry_run`."""
     check(config)
     from google.cloud import aiplatform
 
@@ -40,21 +40,4 @@ def submit(config: PipelineConfig, spec_path: str, dry_run: bool = False, creden
         project=config.vertex.project, location=config.vertex.region, credentials=credentials)
     if not dry_run:
         job.submit(service_account=config.vertex.service_account or None)
-    return describe(job, config, spec_path, sent=not dry_run)
-
-
-def describe(job: Any, config: PipelineConfig, spec_path: str, sent: bool) -> dict[str, Any]:
-    resource = job.to_dict()
-    tasks = resource["pipelineSpec"]["root"]["dag"]["tasks"]
-    images = {e.get("container", {}).get("image") for e in
-              resource["pipelineSpec"]["deploymentSpec"]["executors"].values()} - {None}
-    runtime: Optional[dict] = resource.get("runtimeConfig")
-    return {
-        "sent": sent, "name": resource.get("name", ""),
-        "parent": f"projects/{config.vertex.project}/locations/{config.vertex.region}", "job_id": job.job_id,
-        "display_name": resource["displayName"], "template_path": spec_path,
-        "pipeline_root": runtime.get("gcsOutputDirectory"), "parameter_values": runtime.get("parameterValues", {}),
-        "service_account": config.vertex.service_account or "(project default)",
-        "labels": resource.get("labels", {}), "enable_caching": config.enable_cache,
-        "images": sorted(images), "tasks": sorted(tasks),
-    }
+    return job

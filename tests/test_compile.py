@@ -201,8 +201,8 @@ def test_vertex_submit_sends_the_job_with_the_service_account(tmp_path, monkeypa
         config_lib.from_preset("tiny", data_root="gs://b/d", output_dir="gs://b/o", image=IMAGE),
         {"vertex_project": "proj", "vertex_service_account": "sa@proj.iam.gserviceaccount.com", "schema_path": SCHEMA})
     spec = vertex_runner.compile_spec(config, str(tmp_path / "v.json"))
-    described = vertex_runner.submit(config, spec, credentials=AnonymousCredentials())
-    assert sent["service_account"] == "sa@proj.iam.gserviceaccount.com" and described["sent"] is True
+    job = vertex_runner.submit(config, spec, credentials=AnonymousCredentials())
+    assert sent["service_account"] == "sa@proj.iam.gserviceaccount.com" and sent["job"] is job
     assert sent["job"].to_dict()["runtimeConfig"]["gcsOutputDirectory"] == "gs://b/o/pipeline/tokenlearner-cifar10"
 
 
