@@ -81,7 +81,9 @@ def create_pipeline(config: PipelineConfig,
                        MODEL_NAME_KEY: config.model_name,
                        # Epoch checkpoints survive a killed run here; the next run resumes from them.
                        BACKUP_DIR_KEY: f"{config.pipeline_root}/Trainer/backup"})
-    trainer.add_upstream_node(example_validator)  # never train on data that failed validation
+    # Neither Transform nor Trainer runs on data that failed validation.
+    transform.add_upstream_node(example_validator)
+    trainer.add_upstream_node(example_validator)
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
