@@ -129,12 +129,15 @@ def trainer_config(store, model_artifact_id: int, fallback: TrainerConfig) -> Tr
     """The settings the model was trained with, from the Trainer execution's custom_config (config.json holds only
     the latest run's settings)."""
     execution = _producer(store, model_artifact_id)
-    if execution is not None and "custom_config" in execution.properties:
+    # TFX records a component's exec properties as the execution's custom properties (JSON strings).
+    if execution is not None and "custom_config" in execution.custom_properties:
         from trainer.run import TRAINER_CONFIG_KEY
 
-        custom = json.loads(execution.properties["custom_config"].string_value or "{}")
+        custom = json.loads(execution.custom_properties["custom_config"].string_value or "{}")
         if TRAINER_CONFIG_KEY in custom:
             return TrainerConfig.from_dict(custom[TRAINER_CONFIG_KEY])
+    log.warning("no trainer settings recorded with model artifact %d; showing those of config.json",
+                model_artifact_id)
     return fallback
 
 

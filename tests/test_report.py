@@ -121,7 +121,14 @@ def test_confusion_matrix_from_tfma_counts_every_test_example(report_dir, evalua
 
 @pytest.mark.slow
 def test_report_card_and_lineage(report_dir, evaluation):
+    from pipeline import report
+    from trainer.config import TrainerConfig
+
     config, run = evaluation
+    # The trainer settings come from the Trainer execution in MLMD, not from config.json.
+    recorded = report.trainer_config(report.summary.open_store(config), _output(run, "Trainer", "Model").id,
+                                     fallback=TrainerConfig(epochs=99))
+    assert recorded == config.trainer
     page = (report_dir / "report.html").read_text()
     assert run.run_id in page
     assert "4 learned tokens" in page and "33,050" in page  # the tiny preset's model: 33,050 parameters
