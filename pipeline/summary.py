@@ -72,8 +72,12 @@ def _evaluation_metrics(uri: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def _slice_item(key) -> str:
+    return f"{key.column}={getattr(key, key.WhichOneof('kind'))}"
+
+
 def _validation_failures(uri: str, metrics: dict[str, dict[str, float]]) -> str:
-    """TFMA's reasons for not blessing: metric, candidate value, baseline value, threshold."""
+    """TFMA's reasons for not blessing: metric (and slice), candidate value, baseline value, threshold."""
     import tensorflow_model_analysis as tfma
 
     try:
@@ -82,21 +86,24 @@ def _validation_failures(uri: str, metrics: dict[str, dict[str, float]]) -> str:
         return ""
     reasons = []
     for per_slice in result.metric_validations_per_slice:
+        keys = per_slice.slice_key.single_slice_keys
+        where = f" on slice {', '.join(_slice_item(k) for k in keys)}" if keys else ""
+        overall = not keys
         for failure in per_slice.failures:
             name = failure.metric_key.name
-            candidate = metrics.get("candidate", {}).get(name)
-            baseline = metrics.get("baseline", {}).get(name)
+            value = failure.metric_value.double_value.value
+            candidate = metrics.get("candidate", {}).get(name) if overall else None
+            baseline = metrics.get("baseline", {}).get(name) if overall else None
             threshold = failure.metric_threshold
             if failure.metric_key.is_diff:
                 limit = threshold.change_threshold.absolute.value
-                reasons.append(f"{name}: candidate {candidate:.4f} vs baseline {baseline:.4f}, change "
-                               f"{candidate - baseline:+.4f} is below the allowed {limit:+.4f}"
-                               if candidate is not None and baseline is not None else failure.message)
+                values = f"candidate {candidate:.4f} vs baseline {baseline:.4f}, " \
+                    if candidate is not None and baseline is not None else ""
+                reasons.append(f"{name}{where}: {values}change {value:+.4f} is below the allowed {limit:+.4f}")
             else:
                 floor = threshold.value_threshold.lower_bound.value
-                reasons.append(f"{name}: candidate {candidate:.4f} is below the floor {floor:.4f}"
-                               if candidate is not None else failure.message)
-    return "; ".join(reasons)
+                reasons.append(f"{name}{where}: candidate {value:.4f} is below the floor {floor:.4f}")
+    return "; ".join(dict.fromkeys(reasons))
 
 
 def collect(config: PipelineConfig, run_id: Optional[str] = None,

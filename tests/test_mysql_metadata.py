@@ -88,7 +88,7 @@ def mysql_run(mariadb, shared_cifar, tmp_path_factory):
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             rc = cli.main(["run", "--data", str(shared_cifar), "--preset", "tiny", "--limit", "300",
-                           "--output", str(output), *_mysql_settings(mariadb)])
+                           "--output", str(output), "--set", "beam_workers=1", *_mysql_settings(mariadb)])
     assert rc == 0
     return output, printed.getvalue()
 

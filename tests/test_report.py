@@ -20,8 +20,9 @@ TEST_EXAMPLES = 300  # --limit 300: 300 test images
 @pytest.fixture(scope="module")
 def finished_run(shared_cifar, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("run")
+    # beam_workers=1: Beam in-process (the multi-processing default is covered by test_pipeline_e2e.py).
     rc = cli.main(["run", "--data", str(shared_cifar), "--preset", "tiny", "--limit", str(TEST_EXAMPLES),
-                   "--output", str(output)])
+                   "--output", str(output), "--set", "beam_workers=1"])
     assert rc == 0
     return output
 
