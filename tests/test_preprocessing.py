@@ -68,6 +68,20 @@ def test_decode_handles_formats_sizes_and_channels():
     assert np.all(out[2][..., 0] == out[2][..., 1])  # gray -> three equal channels
 
 
+def test_jpeg_decoding_matches_ingestion_pixel_for_pixel(shared_cifar):
+    """Serving decodes JPEG exactly as ingestion (Pillow) did for training: no skew from the decoder."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    with tarfile.open(shared_cifar) as tar:
+        jpegs = [tar.extractfile(m).read() for m in tar if m.isfile() and m.name.startswith("test/cat/0")][:50]
+    ours = decode_images(tf.constant(jpegs)).numpy()
+    pillow = np.stack([np.asarray(Image.open(io.BytesIO(j)).convert("RGB")) for j in jpegs])
+    np.testing.assert_array_equal(ours, pillow)
+
+
 @pytest.mark.parametrize("payload", [b"", b"not an image", png_bytes(random_images(1)[0])[:100]])
 def test_decode_rejects_non_images_with_invalid_argument(payload):
     with pytest.raises(tf.errors.InvalidArgumentError):
