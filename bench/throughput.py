@@ -5,8 +5,8 @@ FLOP/s that the training reaches.
 
     nice .venv/bin/python bench/throughput.py --limit 5120 --epochs 3
 
-The first epoch traces the graphs (and our pipeline fills its cache); the table reports the fastest of the later
-(steady) epochs, since other jobs on a shared CPU can only slow an epoch down. Prints one markdown table and the
+The two take turns epoch by epoch (the CPU is shared; a load change then hits both). The first epoch traces the
+graphs (and our pipeline fills its cache); the table reports the fastest later (steady) epoch of each. Prints one markdown table and the
 peak-FLOP/s arithmetic.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import bench_data  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-import tf_keras as keras  # noqa: E402
 
 
 def cpu_peak() -> tuple[float, str]:
@@ -46,19 +45,6 @@ def cpu_peak() -> tuple[float, str]:
     text = (f"peak FP32 = {cores} cores x {ghz:.3f} GHz (cpu MHz of /proc/cpuinfo; boost clocks not visible "
             f"in this VM) x {per_cycle} FLOPs/cycle ({why}) = {peak / 1e9:.0f} GFLOP/s")
     return peak, text
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Seconds of each epoch."""
-
-    def on_train_begin(self, logs=None):
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.start)
 
 
 def plain_arrays(files: list[str], tft_output):
@@ -95,17 +81,21 @@ def plain_dataset(x, y, cfg, training: bool):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def measure(model, train_ds, eval_ds, n_train: int, n_eval: int, epochs: int) -> dict:
-    timer = EpochTimer()
-    model.fit(train_ds, epochs=epochs, callbacks=[timer], verbose=0)
-    eval_seconds = []
-    for _ in range(epochs):  # the first evaluation traces (and fills our cache); the others are steady
-        start = time.perf_counter()
-        model.evaluate(eval_ds, verbose=0)
-        eval_seconds.append(time.perf_counter() - start)
-    # The fastest steady epoch: the CPU is shared, and other jobs only ever slow an epoch down.
-    return {"train_img_s": n_train / min(timer.seconds[1:]), "first_epoch_s": timer.seconds[0],
-            "eval_img_s": n_eval / min(eval_seconds[1:])}
+def measure(pipelines: dict, n_train: int, n_eval: int, epochs: int) -> dict:
+    """{name: (model, train_ds, eval_ds)} -> {name: images/s}. The pipelines take turns, one epoch and one
+    evaluation at a time, so a change in the load of the shared CPU hits both alike; the first epoch and
+    evaluation trace (and fill our cache); the fastest later one is reported, since other jobs only slow it."""
+    seconds = {name: {"train": [], "eval": []} for name in pipelines}
+    for _ in range(epochs):
+        for name, (model, train_ds, eval_ds) in pipelines.items():
+            start = time.perf_counter()
+            model.fit(train_ds, epochs=1, verbose=0)
+            seconds[name]["train"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            model.evaluate(eval_ds, verbose=0)
+            seconds[name]["eval"].append(time.perf_counter() - start)
+    return {name: {"train_img_s": n_train / min(s["train"][1:]), "first_epoch_s": s["train"][0],
+                   "eval_img_s": n_eval / min(s["eval"][1:])} for name, s in seconds.items()}
 
 
 def main(argv=None) -> int:
@@ -132,14 +122,16 @@ def main(argv=None) -> int:
     n_train, n_eval = inputs.count_examples(train_files), inputs.count_examples(eval_files)
     steps = -(-n_train // cfg.batch_size)
 
-    ours = measure(run.compile_model(cfg, steps),
-                   inputs.make_dataset(train_files, tft_output, cfg, training=True, num_examples=n_train),
-                   inputs.make_dataset(eval_files, tft_output, cfg, training=False, num_examples=n_eval),
-                   n_train, n_eval, args.epochs)
     x_train, y_train = plain_arrays(train_files, tft_output)
     x_eval, y_eval = plain_arrays(eval_files, tft_output)
-    plain = measure(run.compile_model(cfg, steps), plain_dataset(x_train, y_train, cfg, True),
-                    plain_dataset(x_eval, y_eval, cfg, False), n_train, n_eval, args.epochs)
+    results = measure({
+        "ours": (run.compile_model(cfg, steps),
+                 inputs.make_dataset(train_files, tft_output, cfg, training=True, num_examples=n_train),
+                 inputs.make_dataset(eval_files, tft_output, cfg, training=False, num_examples=n_eval)),
+        "plain": (run.compile_model(cfg, steps), plain_dataset(x_train, y_train, cfg, True),
+                  plain_dataset(x_eval, y_eval, cfg, False)),
+    }, n_train, n_eval, args.epochs)
+    ours, plain = results["ours"], results["plain"]
 
     stats = flops.model_stats(run.compile_model(cfg, steps))
     forward = stats.gflops * 1e9  # direct count, attention included
