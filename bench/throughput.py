@@ -6,8 +6,8 @@ FLOP/s that the training reaches.
     nice .venv/bin/python bench/throughput.py --limit 5120 --epochs 3
 
 The two take turns epoch by epoch (the CPU is shared; a load change then hits both). The first epoch traces the
-graphs (and our pipeline fills its cache); the table reports the fastest later (steady) epoch of each. Prints one markdown table and the
-peak-FLOP/s arithmetic.
+graphs (and our pipeline fills its cache); the table reports the fastest later (steady) epoch of each. Prints one
+markdown table and the peak-FLOP/s arithmetic.
 """
 from __future__ import annotations
 
