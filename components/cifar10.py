@@ -402,6 +402,7 @@ def prepare(source: str | None, out_root: str | Path, limit: int | None = None, 
     if (path / "manifest.json").is_file() and (path / "train").is_dir():  # already a dataset of ours
         if limit is not None:
             raise DataError(f"{path} is a prepared dataset; --limit applies only when converting a source")
+        verify_dataset(path)
         return path
     kind = detect(path)
     out_root = Path(out_root)
@@ -447,6 +448,27 @@ def prepare(source: str | None, out_root: str | Path, limit: int | None = None, 
     log.info("wrote %s: %s in %.1f s", out_dir,
              ", ".join(f"{s} {v['examples']}" for s, v in manifest["splits"].items()), manifest["seconds"])
     return out_dir
+
+
+def verify_dataset(dataset_dir: Path) -> None:
+    """Reads every shard of a prepared dataset (a few seconds for all of CIFAR-10): a truncated or corrupted file
+    is named here, before the pipeline starts, and each split must hold the examples its manifest lists."""
+    import tensorflow as tf
+
+    manifest = load_manifest(dataset_dir)
+    for split, info in manifest["splits"].items():
+        shards = sorted((dataset_dir / split).glob("*.tfrecord.gz"))
+        count = 0
+        for shard in shards:
+            try:
+                count += int(tf.data.TFRecordDataset(str(shard), compression_type="GZIP").reduce(
+                    tf.constant(0, tf.int64), lambda n, _: n + 1))
+            except (tf.errors.OpError, OSError) as e:
+                reason = (e.message if isinstance(e, tf.errors.OpError) else str(e)).split(":")[0][:120]
+                raise DataError(f"{shard}: corrupt or truncated TFRecord file ({reason})") from None
+        if count != info["examples"]:
+            raise DataError(f"{dataset_dir / split}: {count} examples in {len(shards)} shard(s), manifest.json "
+                            f"lists {info['examples']}")
 
 
 def load_manifest(dataset_dir: str | Path) -> dict:

@@ -91,9 +91,13 @@ def _cmd_run(args) -> int:
         local_runner.run(config)
     except Exception as e:  # noqa: BLE001 - any component failure: report it in one line, keep the details at -v
         log.debug("pipeline failure", exc_info=True)
-        _print_summary(config)
+        result = _print_summary(config)
+        failed = next((f"{step.component}: " for step in (result.steps if result else [])
+                       if step.status == "FAILED"), "")
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        print(f"tokenlearner: error: pipeline failed: {first_line}", file=sys.stderr)
+        if len(first_line) > 400:  # some errors quote whole records
+            first_line = first_line[:400] + " …"
+        print(f"tokenlearner: error: pipeline failed: {failed}{first_line} (details: -v)", file=sys.stderr)
         return EXIT_PIPELINE_FAILED
     result = _print_summary(config)
     if result is not None and result.pushed_to is None:

@@ -129,6 +129,18 @@ def _copy_dataset(dataset: Path, dest: Path) -> Path:
     return dest
 
 
+def run_failing(data: Path, tmp_path: Path, expected_rc: int) -> tuple[str, str, Path]:
+    """Runs the tiny pipeline on bad data; returns (the one error line, the whole output, the output folder)."""
+    out = tmp_path / "out"
+    rc, output = run_cli(["run", "--data", str(data), "--preset", "tiny", "--output", str(out),
+                          "--set", "beam_workers=1"], tmp_path / "log")
+    assert rc == expected_rc, output
+    errors = [line for line in output.splitlines() if line.startswith("tokenlearner: error:")]
+    assert len(errors) == 1, output
+    assert versions(out) == [] and not row(output, "Trainer"), output
+    return errors[0], output, out
+
+
 @pytest.mark.slow
 def test_label_out_of_range_stops_the_run_before_training(dataset, tmp_path):
     bad = _copy_dataset(dataset, tmp_path / "bad")
@@ -139,25 +151,18 @@ def test_label_out_of_range_stops_the_run_before_training(dataset, tmp_path):
             example.features.feature["label"].int64_list.value[0] = 12
 
     _rewrite(shard, edit)
-    out = tmp_path / "out"
-    rc, output = run_cli(["run", "--data", str(bad), "--preset", "tiny", "--output", str(out),
-                          "--set", "beam_workers=1"], tmp_path / "log")
-    assert rc == 1, output
-    error = [line for line in output.splitlines() if line.startswith("tokenlearner: error:")]
-    assert len(error) == 1 and "data validation failed: split 'train': feature 'label'" in error[0], output
-    assert "FAILED" in row(output, "ExampleValidator") and not row(output, "Trainer"), output
-    assert versions(out) == []
+    error, output, _ = run_failing(bad, tmp_path, expected_rc=1)
+    assert "ExampleValidator: data validation failed: split 'train': feature 'label': Unexpectedly large value: 12" \
+        in error, output
+    assert "FAILED" in row(output, "ExampleValidator") and not row(output, "Transform"), output  # never ran
 
 
-@pytest.mark.slow
-def test_truncated_shard_fails_naming_the_file(dataset, tmp_path):
+def test_truncated_shard_is_named_before_the_pipeline_starts(dataset, tmp_path):
     bad = _copy_dataset(dataset, tmp_path / "bad")
     shard = next((bad / "test").glob("*.tfrecord.gz"))
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
-    out = tmp_path / "out"
-    rc, output = run_cli(["run", "--data", str(bad), "--preset", "tiny", "--output", str(out),
-                          "--set", "beam_workers=1"], tmp_path / "log")
-    assert rc == 1, output
-    error = [line for line in output.splitlines() if line.startswith("tokenlearner: error:")]
-    assert len(error) == 1 and "pipeline failed" in error[0], output
-    assert versions(out) == [] and not row(output, "Trainer")
+    with pytest.raises(cifar10.DataError, match=f"{shard}: corrupt or truncated TFRecord file"):
+        cifar10.prepare(str(bad), tmp_path / "unused")
+    error, _, out = run_failing(bad, tmp_path, expected_rc=2)
+    assert f"{shard}: corrupt or truncated TFRecord file" in error
+    assert not out.exists()  # stopped before anything was written
