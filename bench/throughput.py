@@ -95,7 +95,7 @@ def measure(pipelines: dict, n_train: int, n_eval: int, epochs: int) -> dict:
             model.evaluate(eval_ds, verbose=0)
             seconds[name]["eval"].append(time.perf_counter() - start)
     return {name: {"train_img_s": n_train / min(s["train"][1:]), "first_epoch_s": s["train"][0],
-                   "eval_img_s": n_eval / min(s["eval"][1:])} for name, s in seconds.items()}
+                   "eval_img_s": n_eval / min(s["eval"][1:]), "seconds": s} for name, s in seconds.items()}
 
 
 def main(argv=None) -> int:
@@ -147,7 +147,10 @@ def main(argv=None) -> int:
               f"{achieved / 1e9:.1f} | {100 * achieved / peak:.1f}% |")
     print(f"| ratio ours / plain | {ours['train_img_s'] / plain['train_img_s']:.2f} | "
           f"{ours['eval_img_s'] / plain['eval_img_s']:.2f} | | | |")
-    print(f"\n{peak_text}.\nTraining FLOPs per image = 3 x forward = 3 x {stats.gflops:.4f} GFLOPs (direct count: "
+    for name, r in results.items():
+        print(f"\n{name}: epoch seconds {[round(t, 1) for t in r['seconds']['train']]}, evaluation seconds "
+              f"{[round(t, 1) for t in r['seconds']['eval']]}", end="")
+    print(f"\n\n{peak_text}.\nTraining FLOPs per image = 3 x forward = 3 x {stats.gflops:.4f} GFLOPs (direct count: "
           f"2 x {stats.macs / 1e6:.1f}M multiply-adds, attention included; the backward pass is ~2 x forward).")
     return 0
 
