@@ -162,7 +162,7 @@ def test_failed_run_leaves_existing_outputs_untouched(tmp_path):
 @pytest.mark.slow
 def test_full_ingestion_streams_instead_of_holding_all_images(shared_cifar, tmp_path):
     """All 60,000 images: the Python heap never holds the dataset (132 MB of PNGs, 184 MB of pixels). What it
-    does hold is the index (60,000 names and positions, ~50 MB), well under half of the images' size."""
+    does hold is the index (60,000 names and positions, ~37 MB), well under half of the images' size."""
     import tracemalloc
 
     tracemalloc.start()
