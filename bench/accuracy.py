@@ -60,7 +60,7 @@ def history(run_dir: Path) -> list[dict]:
 
 
 def train_row(name: str, args, dataset_dir: Path, transform_dir: str, class_names: list[str]) -> dict:
-    from trainer import flops, run
+    from trainer import flops
     from trainer.config import PRESETS
 
     base, overrides, _, _ = ROWS[name]
@@ -73,7 +73,7 @@ def train_row(name: str, args, dataset_dir: Path, transform_dir: str, class_name
             log.info("%s: reusing %s", name, result_path)
             return result
     start = time.time()
-    run.run_fn(bench_data.fn_args(dataset_dir, transform_dir, row_dir, cfg.to_dict(), class_names))
+    bench_data.run_fn()(bench_data.fn_args(dataset_dir, transform_dir, row_dir, cfg.to_dict(), class_names))
     train_seconds = time.time() - start
     accuracy, n_test = test_accuracy(str(row_dir / "serving"), bench_data.split_files(dataset_dir, "test"))
     stats = flops.read(str(row_dir / "model_run"))  # written by the Trainer

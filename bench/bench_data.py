@@ -2,9 +2,9 @@
 
 - `dataset(...)`: `components.cifar10.prepare`, the code `tokenlearner data` / `run` use (reused when present).
 - `transform_output(...)`: `tft_beam.AnalyzeDataset` of `trainer.preprocessing.preprocessing_fn` over the train
-  split, with the pipeline's curated schema (pipeline/schema/schema.pbtxt): the graph the Transform component
+  split, with the pipeline's curated schema (pipeline/config/schema/schema.pbtxt): the graph the Transform component
   writes. Or pass `--transform` with a pipeline run's `Transform/transform_graph/<id>` folder.
-- `fn_args(...)`: the FnArgs the TFX Trainer hands to `trainer.run.run_fn`.
+- `run_fn()`, `fn_args(...)`: the Trainer's entry point (`trainer.run.run_fn`) and the FnArgs TFX hands it.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # google-api-core's P
 from components import cifar10  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "pipeline" / "schema" / "schema.pbtxt"
+SCHEMA = REPO / "pipeline" / "config" / "schema" / "schema.pbtxt"
 log = logging.getLogger("bench")
 
 
@@ -78,18 +78,27 @@ def transform_output(dataset_dir: Path, work: Path) -> str:
     return str(out)
 
 
+def run_fn():
+    """The Trainer's entry point, loaded by its module path (trainer.contract.RUN_FN) as the TFX Trainer does."""
+    import importlib
+
+    from trainer import contract
+
+    module, _, name = contract.RUN_FN.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def fn_args(dataset_dir: Path, transform_dir: str, run_dir: Path, trainer_config: dict, class_names: list[str]):
     """What the TFX Trainer executor passes to run_fn (train = `train` split, eval = `eval` split)."""
     from tfx import v1 as tfx
 
-    from trainer import run
+    from trainer import contract
+    from trainer.serving_api import DEFAULT_MODEL_NAME
 
-    custom = {run.TRAINER_CONFIG_KEY: trainer_config, run.CLASS_NAMES_KEY: class_names}
-    # Keys that newer run_fn versions read (resumable state, warmup requests); harmless to older ones.
-    custom[getattr(run, "BACKUP_DIR_KEY", "backup_dir")] = str(run_dir / "backup")
-    custom[getattr(run, "MODEL_NAME_KEY", "model_name")] = "tokenlearner"
+    custom = {contract.TRAINER_CONFIG_KEY: trainer_config, contract.CLASS_NAMES_KEY: class_names,
+              contract.BACKUP_DIR_KEY: str(run_dir / "backup"), contract.MODEL_NAME_KEY: DEFAULT_MODEL_NAME}
     return tfx.components.FnArgs(
-        train_files=split_files(dataset_dir, "train"), eval_files=split_files(dataset_dir, "eval"),
+        train_files=split_files(dataset_dir, contract.TRAIN), eval_files=split_files(dataset_dir, contract.EVAL),
         transform_output=transform_dir, transform_graph_path=transform_dir,
         serving_model_dir=str(run_dir / "serving"), model_run_dir=str(run_dir / "model_run"),
         custom_config=custom)

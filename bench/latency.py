@@ -24,13 +24,13 @@ import bench_data  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loa
 
 def export_untrained(args):
     """(SavedModel path, the in-memory Keras model it was exported from)."""
-    from trainer import export, run
+    from trainer import export, recipe
     from trainer.config import PRESETS
     import tensorflow_transform as tft
 
     cfg = PRESETS[args.preset]
     out = args.work / "latency_model" / args.preset
-    model = run.compile_model(cfg)
+    model = recipe.compile_model(cfg)
     if not (out / "saved_model.pb").is_file():
         dataset_dir = bench_data.dataset(args.data, args.work, limit=300)
         tft_output = tft.TFTransformOutput(bench_data.transform_output(dataset_dir, args.work))

@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 
 from components import cifar10  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
-from pipeline import summary  # noqa: E402
+from pipeline.inspection import summary  # noqa: E402
 
 
 def test_images(archive: str, class_names: list[str], per_class: list[int]):

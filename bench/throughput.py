@@ -1,5 +1,5 @@
 """Throughput: training and evaluation images/s of the Trainer's input pipeline + model (trainer/inputs.py over the
-raw TFRecords with the Transform graph, `trainer.run.compile_model`) against a plain `tf.data` pipeline over
+raw TFRecords with the Transform graph, `trainer.recipe.compile_model`) against a plain `tf.data` pipeline over
 in-memory arrays + `model.fit` of the same model, in the same process; and the fraction of the CPU's peak FP32
 FLOP/s that the training reaches.
 
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     args.work = args.work.resolve()
     import tensorflow_transform as tft
 
-    from trainer import flops, inputs, run
+    from trainer import flops, inputs, recipe
     from trainer.config import PRESETS
 
     machine, start = bench_data.machine(), datetime.now(timezone.utc)
@@ -125,15 +125,15 @@ def main(argv=None) -> int:
     x_train, y_train = plain_arrays(train_files, tft_output)
     x_eval, y_eval = plain_arrays(eval_files, tft_output)
     results = measure({
-        "ours": (run.compile_model(cfg, steps),
+        "ours": (recipe.compile_model(cfg, steps),
                  inputs.make_dataset(train_files, tft_output, cfg, training=True, num_examples=n_train),
                  inputs.make_dataset(eval_files, tft_output, cfg, training=False, num_examples=n_eval)),
-        "plain": (run.compile_model(cfg, steps), plain_dataset(x_train, y_train, cfg, True),
+        "plain": (recipe.compile_model(cfg, steps), plain_dataset(x_train, y_train, cfg, True),
                   plain_dataset(x_eval, y_eval, cfg, False)),
     }, n_train, n_eval, args.epochs)
     ours, plain = results["ours"], results["plain"]
 
-    stats = flops.model_stats(run.compile_model(cfg, steps))
+    stats = flops.model_stats(recipe.compile_model(cfg, steps))
     forward = stats.gflops * 1e9  # direct count, attention included
     peak, peak_text = cpu_peak()
     print(f"machine: {machine}\nstarted {start:%Y-%m-%d %H:%M} UTC, finished {datetime.now(timezone.utc):%H:%M} "

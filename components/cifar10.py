@@ -30,6 +30,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from trainer.contract import EVAL, TEST, TRAIN
 from trainer.features import CIFAR10_CLASSES, IMAGE_KEY, IMAGE_SIZE, LABEL_KEY
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -38,7 +39,6 @@ OFFICIAL_DIR = "cifar-10-batches-py"
 OFFICIAL_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 OFFICIAL_TEST_BATCH = "test_batch"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-SPLITS = ("train", "eval", "test")
 EVAL_EVERY = 10  # every 10th training image of each class goes to the validation split
 SHARD_SIZE = 5000
 ENCODE_WINDOW = 1024
@@ -182,9 +182,9 @@ def split_items(train: list[Item], test: list[Item], limit: int | None) -> dict[
     """Class-balanced limit, deterministic 9:1 train/eval carve, classes interleaved within each split."""
     train, test = _take_per_class(train, limit), _take_per_class(test, limit)
     splits = {
-        "train": [it for it in train if it.position % EVAL_EVERY != EVAL_EVERY - 1],
-        "eval": [it for it in train if it.position % EVAL_EVERY == EVAL_EVERY - 1],
-        "test": test,
+        TRAIN: [it for it in train if it.position % EVAL_EVERY != EVAL_EVERY - 1],
+        EVAL: [it for it in train if it.position % EVAL_EVERY == EVAL_EVERY - 1],
+        TEST: test,
     }
     for name, items in splits.items():
         if not items:
@@ -399,7 +399,7 @@ def prepare(source: str | None, out_root: str | Path, limit: int | None = None, 
     if limit is not None and limit < 1:
         raise DataError(f"--limit must be a positive number of images per split, got {limit}")
     path = resolve_source(source, cache_dir)
-    if (path / "manifest.json").is_file() and (path / "train").is_dir():  # already a dataset of ours
+    if (path / "manifest.json").is_file() and (path / TRAIN).is_dir():  # already a dataset of ours
         if limit is not None:
             raise DataError(f"{path} is a prepared dataset; --limit applies only when converting a source")
         verify_dataset(path)

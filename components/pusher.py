@@ -21,7 +21,9 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-SOURCE_FILE = "assets.extra/tokenlearner_source.json"  # which Trainer model a version holds
+from trainer.contract import ASSETS_EXTRA
+
+SOURCE_FILE = f"{ASSETS_EXTRA}/tokenlearner_source.json"  # which Trainer model a version holds
 
 
 def published_versions(base: str) -> list[int]:

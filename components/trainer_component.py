@@ -1,4 +1,5 @@
-"""Where the Trainer runs, chosen by config: inside the pipeline (default) or as a Vertex AI custom training job.
+"""The Trainer component of the graph, placed by config: inside the pipeline (default) or as a Vertex AI custom
+training job.
 
 `create_pipeline` calls `trainer_component` like the Trainer constructor; only this function looks at
 `config.vertex.training`, so the graph itself has no per-platform branches.

@@ -20,7 +20,9 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import writer_utils
 
-REFERENCE_SPLIT = "train"
+from trainer.contract import SPLIT_PREFIX, TRAIN
+
+REFERENCE_SPLIT = TRAIN  # every split's label distribution is compared with the training split's
 
 
 class DataValidationError(RuntimeError):
@@ -66,7 +68,7 @@ class GatingExecutor(validator_executor.Executor):
             previous_statistics=self._reference,
             custom_validation_config=inputs.get(standard_component_specs.CUSTOM_VALIDATION_CONFIG_KEY))
         writer_utils.write_anomalies(os.path.join(schema_diff_path, validator_executor.DEFAULT_FILE_NAME), anomalies)
-        split = schema_diff_path.rstrip("/").rsplit("Split-", 1)[-1]
+        split = schema_diff_path.rstrip("/").rsplit(SPLIT_PREFIX, 1)[-1]
         self._problems += describe(split, anomalies)
         return anomalies
 

@@ -18,14 +18,14 @@ import tensorflow_transform as tft
 
 from trainer import features, inputs, serving_api
 from trainer.config import TrainerConfig
+from trainer.contract import ASSETS_EXTRA, CLASS_NAMES_ASSET
 
-CLASS_NAMES_ASSET = "class_names.txt"
 WARMUP_FILE = "tf_serving_warmup_requests"  # the name TF Serving looks for under assets.extra/
 
 
 def _write_class_names(export_dir: str, class_names: Sequence[str]) -> None:
-    path = f"{export_dir}/assets.extra/{CLASS_NAMES_ASSET}"
-    tf.io.gfile.makedirs(f"{export_dir}/assets.extra")
+    path = f"{export_dir}/{CLASS_NAMES_ASSET}"
+    tf.io.gfile.makedirs(f"{export_dir}/{ASSETS_EXTRA}")
     with tf.io.gfile.GFile(path, "w") as f:
         f.write("\n".join(class_names) + "\n")
 
@@ -81,8 +81,8 @@ def write_warmup_requests(export_dir: str, model_name: str, images: Sequence[byt
     from tensorflow_serving.apis import prediction_log_pb2
 
     batches = [[image] for image in images] + ([list(images)] if len(images) > 1 else [])
-    tf.io.gfile.makedirs(f"{export_dir}/assets.extra")
-    path = f"{export_dir}/assets.extra/{WARMUP_FILE}"
+    tf.io.gfile.makedirs(f"{export_dir}/{ASSETS_EXTRA}")
+    path = f"{export_dir}/{ASSETS_EXTRA}/{WARMUP_FILE}"
     with tf.io.TFRecordWriter(path) as writer:
         for batch in batches:
             request = serving_api.predict_request(batch, model_name)

@@ -9,9 +9,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from trainer import features
-
-# Module path TFX loads inside the Transform executor (also inside the container image).
-PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
+from trainer.contract import PREPROCESSING_FN  # noqa: F401  (the path TFX loads `preprocessing_fn` by)
 
 _MIN_STD = 1e-6  # a constant channel stays finite
 _SHAPE = [features.IMAGE_SIZE, features.IMAGE_SIZE, features.CHANNELS]

@@ -1,4 +1,5 @@
-"""The training recipe of a TrainerConfig: optimizer with its learning-rate schedule, and the loss.
+"""The training recipe of a TrainerConfig: optimizer with its learning-rate schedule, the loss, and the model
+compiled with them.
 
 keras.io: AdamW at a constant 1e-3, weight decay 1e-4, sparse cross-entropy. The `better` preset adds a linear
 warmup + cosine decay (Loshchilov & Hutter, "SGDR", arXiv:1608.03983), label smoothing (Szegedy et al.,
@@ -11,6 +12,7 @@ import math
 import tf_keras as keras
 import tensorflow as tf
 
+from trainer import vit
 from trainer.config import TrainerConfig
 
 
@@ -74,3 +76,15 @@ def loss(cfg: TrainerConfig) -> keras.losses.Loss:
     if cfg.label_smoothing:
         return SparseLabelSmoothingCrossentropy(cfg.label_smoothing)
     return keras.losses.SparseCategoricalCrossentropy()
+
+
+def compile_model(cfg: TrainerConfig, steps_per_epoch: int = 1) -> keras.Model:
+    """The model of `cfg` (trainer/vit.py), compiled with its optimizer and loss (schedules need `steps_per_epoch`)."""
+    tf.keras.utils.set_random_seed(cfg.seed)
+    model = vit.build_model(cfg)
+    model.compile(
+        optimizer=optimizer(cfg, steps_per_epoch),
+        loss=loss(cfg),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                 keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy")])
+    return model

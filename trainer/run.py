@@ -1,4 +1,9 @@
-"""TFX Trainer entry point: build the TokenLearner ViT, fit it, keep the best epoch, export for serving."""
+"""TFX Trainer entry point (`run_fn`, loaded by the path `trainer.contract.RUN_FN`): build the TokenLearner ViT, fit
+it, keep the best epoch, export for serving.
+
+Only the Trainer executor (and tests) import this module: the graph learns the entry point and custom_config keys
+from trainer/contract.py, which has no TensorFlow.
+"""
 from __future__ import annotations
 
 import json
@@ -6,41 +11,35 @@ import logging
 import os
 
 import tf_keras as keras
-import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from trainer import checkpoints, distribute, export, flops, inputs, recipe, vit
+from trainer import checkpoints, distribute, export, flops, inputs
 from trainer.config import TrainerConfig
+from trainer.contract import ASSETS_EXTRA, BACKUP_DIR_KEY, CLASS_NAMES_KEY, MODEL_NAME_KEY, TRAINER_CONFIG_KEY
+from trainer.contract import RUN_FN  # noqa: F401  (the path TFX loads `run_fn` by)
 from trainer.progress import ProgressLogger
-
-# Module path TFX loads inside the Trainer executor (also inside the container image).
-RUN_FN = "trainer.run.run_fn"
-
-# Keys of the Trainer's custom_config.
-TRAINER_CONFIG_KEY = "trainer_config"
-CLASS_NAMES_KEY = "class_names"
-BACKUP_DIR_KEY = "backup_dir"  # where epoch checkpoints outlive a killed run (trainer/checkpoints.py)
-MODEL_NAME_KEY = "model_name"  # TF Serving model name, written into the warmup requests
+from trainer.recipe import compile_model
 
 WARMUP_IMAGES = 4  # real eval images replayed by TF Serving when it loads the model
 
 log = logging.getLogger(__name__)
 
 
-def compile_model(cfg: TrainerConfig, steps_per_epoch: int = 1) -> keras.Model:
-    """The model of `cfg`, compiled with its recipe (trainer/recipe.py; schedules need `steps_per_epoch`)."""
-    tf.keras.utils.set_random_seed(cfg.seed)
-    model = vit.build_model(cfg)
-    model.compile(
-        optimizer=recipe.optimizer(cfg, steps_per_epoch),
-        loss=recipe.loss(cfg),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                 keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy")])
-    return model
-
-
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """Trains and exports one model; TFX's Trainer executor calls it with the run's FnArgs.
+
+    Args:
+      fn_args: train/eval file patterns (the `train` and `eval` splits), the Transform output, and the
+        custom_config the graph wrote: the TrainerConfig as a dict (TRAINER_CONFIG_KEY), the class names
+        (CLASS_NAMES_KEY), the TF Serving model name (MODEL_NAME_KEY) and the checkpoint backup folder
+        (BACKUP_DIR_KEY, optional).
+
+    Produces: in `fn_args.model_run_dir` the TensorBoard logs, history.csv and model_stats.json; in
+    `fn_args.serving_model_dir` the SavedModel of the best epoch with its serving signatures, and under its
+    assets.extra/ the class names, model_stats.json and TF Serving warmup requests. Epoch checkpoints in the
+    backup folder let a killed run resume; they are removed once the export is complete.
+    """
     cfg = TrainerConfig.from_dict(fn_args.custom_config[TRAINER_CONFIG_KEY])
     class_names = list(fn_args.custom_config[CLASS_NAMES_KEY])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -64,7 +63,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
     checkpoints.finish(backup, model, fn_args.model_run_dir)
     export.export_serving_model(model, tft_output, cfg, class_names, fn_args.serving_model_dir)
-    flops.write(stats, os.path.join(fn_args.serving_model_dir, "assets.extra"))
+    flops.write(stats, os.path.join(fn_args.serving_model_dir, ASSETS_EXTRA))
     export.write_warmup_requests(fn_args.serving_model_dir, fn_args.custom_config[MODEL_NAME_KEY],
                                  export.read_encoded_images(fn_args.eval_files, WARMUP_IMAGES))
     checkpoints.remove(backup)

@@ -17,6 +17,7 @@ import base64
 from typing import Any, Optional, Sequence
 from urllib.parse import quote
 
+DEFAULT_MODEL_NAME = "tokenlearner"  # the pipeline pushes <serving dir>/<model_name>/<version>; this by default
 SIGNATURE_NAME = "serving_default"
 INPUT_KEY = "images"
 PROBABILITIES = "probabilities"

@@ -1,0 +1,44 @@
+"""The contract between the pipeline graph and the code its components run, in one place and without TensorFlow.
+
+The graph (pipeline/pipeline.py), ingestion (components/cifar10.py), the ExampleValidator, the Trainer
+(trainer/run.py), the Pusher, the serving client and the run inspection (pipeline/inspection/) import these names
+instead of spelling the strings, so the two sides cannot drift apart. Nothing here imports TensorFlow: the CLI,
+ingestion workers and the report's MLMD reading import it cheaply.
+"""
+from __future__ import annotations
+
+# Module paths TFX loads inside the Transform and Trainer executors (also inside the container image).
+PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
+RUN_FN = "trainer.run.run_fn"
+
+# Keys of the Trainer's custom_config (the graph writes them, run_fn reads them).
+TRAINER_CONFIG_KEY = "trainer_config"
+CLASS_NAMES_KEY = "class_names"
+BACKUP_DIR_KEY = "backup_dir"  # where epoch checkpoints outlive a killed run (trainer/checkpoints.py)
+MODEL_NAME_KEY = "model_name"  # TF Serving model name, written into the warmup requests
+
+# Split names, as ingestion writes them (<dataset>/<split>/*.tfrecord.gz) and ImportExampleGen reads them.
+TRAIN, EVAL, TEST = "train", "eval", "test"
+SPLITS = (TRAIN, EVAL, TEST)
+
+# Node ids of the graph, as ML Metadata records them (the run summary and the report look components up by them).
+EXAMPLE_GEN = "ImportExampleGen"
+EXAMPLE_VALIDATOR = "ExampleValidator"
+TRAINER = "Trainer"
+EVALUATOR = "Evaluator"
+PUSHER = "Pusher"
+RESOLVER = "latest_blessed_model_resolver"  # the latest blessed model: the Evaluator's baseline
+
+# Sub-paths inside artifacts.
+SERVING_MODEL_DIR = "Format-Serving"  # TFX: the SavedModel inside the Trainer's Model artifact
+ASSETS_EXTRA = "assets.extra"  # SavedModel folder TF Serving reads extras from (warmup requests); ours too
+CLASS_NAMES_FILE = "class_names.txt"  # under ASSETS_EXTRA: one class name a line, in class-id order
+CLASS_NAMES_ASSET = f"{ASSETS_EXTRA}/{CLASS_NAMES_FILE}"
+
+
+SPLIT_PREFIX = "Split-"  # TFX: the folder of split <name> in an Examples or statistics artifact is Split-<name>
+
+
+def split_dir(split: str) -> str:
+    """The folder of one split inside an Examples (or statistics) artifact."""
+    return f"{SPLIT_PREFIX}{split}"
