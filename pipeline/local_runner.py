@@ -6,7 +6,7 @@ import os
 
 from tfx import v1 as tfx
 
-from pipeline import metadata
+from pipeline.config import metadata
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 

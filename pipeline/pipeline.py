@@ -1,5 +1,7 @@
 """The pipeline graph, shared by every runner (local Beam, Kubeflow Pipelines v2, Vertex AI).
 
+Node ids, split names, the Trainer's entry point and custom_config keys come from trainer/contract.py.
+
 ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
 -> Resolver(latest blessed model) -> Evaluator -> Pusher
 """
@@ -14,15 +16,12 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
 from components.pusher import AtomicPusherExecutor
+from components.trainer_component import trainer_component
 from components.validator import GatedExampleValidator
 from pipeline.config import PipelineConfig
-from pipeline.training import trainer_component
-from trainer import features
-from trainer.preprocessing import PREPROCESSING_FN
-from trainer.run import BACKUP_DIR_KEY, CLASS_NAMES_KEY, MODEL_NAME_KEY, RUN_FN, TRAINER_CONFIG_KEY
-
-# Split names, as ingestion writes them (components/cifar10.py).
-TRAIN, EVAL, TEST = "train", "eval", "test"
+from trainer import contract, features
+from trainer.contract import (BACKUP_DIR_KEY, CLASS_NAMES_KEY, EVAL, MODEL_NAME_KEY, PREPROCESSING_FN, RUN_FN, SPLITS,
+                              TEST, TRAIN, TRAINER_CONFIG_KEY)
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -49,10 +48,24 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 def create_pipeline(config: PipelineConfig,
                     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
                     ) -> tfx.dsl.Pipeline:
+    """The TFX pipeline of `config`, the same for every runner.
+
+    Args:
+      config: where data is read and outputs go, the Beam profile, blessing thresholds and the trainer settings.
+      metadata_connection_config: the ML Metadata store of a local run (pipeline/config/metadata.py); None for
+        Kubeflow and Vertex, which bring their own.
+
+    Returns a `tfx.dsl.Pipeline` of nine nodes (ids in trainer/contract.py): ImportExampleGen over the `train`,
+    `eval`, `test` splits written by `tokenlearner data`; StatisticsGen and the schema (curated or inferred); the
+    gated ExampleValidator; Transform (analyzed on `train`); the Trainer (`run_fn` of trainer/run.py, in the
+    pipeline or on Vertex AI); the latest-blessed-model resolver; the Evaluator on `test` (blessing per
+    `eval_config`); the Pusher, which publishes a blessed model to `config.push_dir`.
+    """
     example_gen = tfx.components.ImportExampleGen(
         input_base=config.data_root,
         input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name=name, pattern=f"{name}/*.tfrecord.gz") for name in (TRAIN, EVAL, TEST)]))
+            tfx.proto.Input.Split(name=name, pattern=f"{name}/*.tfrecord.gz") for name in SPLITS],
+        )).with_id(contract.EXAMPLE_GEN)
     if config.schema_path == "infer":
         statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
         schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
@@ -64,7 +77,8 @@ def create_pipeline(config: PipelineConfig,
                                                       schema=schema_gen.outputs["schema"])
     # Fails the run on anomalies (and on label drift against the train split); the Trainer waits for it.
     example_validator = GatedExampleValidator(statistics=statistics_gen.outputs["statistics"],
-                                              schema=schema_gen.outputs["schema"]).with_id("ExampleValidator")
+                                              schema=schema_gen.outputs["schema"])
+    example_validator = example_validator.with_id(contract.EXAMPLE_VALIDATOR)
     # Analyze on train only; not materialized: the Trainer and every serving signature apply the same graph.
     # No pre/post-transform statistics: StatisticsGen has them, and 3,072 float features per image are costly.
     transform = tfx.components.Transform(
@@ -82,7 +96,8 @@ def create_pipeline(config: PipelineConfig,
         custom_config={TRAINER_CONFIG_KEY: config.trainer.to_dict(), CLASS_NAMES_KEY: list(config.class_names),
                        MODEL_NAME_KEY: config.model_name,
                        # Epoch checkpoints survive a killed run here; the next run resumes from them.
-                       BACKUP_DIR_KEY: f"{config.pipeline_root}/Trainer/backup"})
+                       BACKUP_DIR_KEY: f"{config.pipeline_root}/{contract.TRAINER}/backup"},
+    ).with_id(contract.TRAINER)
     # Neither Transform nor Trainer runs on data that failed validation.
     transform.add_upstream_node(example_validator)
     trainer.add_upstream_node(example_validator)
@@ -90,15 +105,17 @@ def create_pipeline(config: PipelineConfig,
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    ).with_id(contract.RESOLVER)
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-        baseline_model=model_resolver.outputs["model"], eval_config=eval_config(config), example_splits=[TEST])
+        baseline_model=model_resolver.outputs["model"], eval_config=eval_config(config), example_splits=[TEST],
+    ).with_id(contract.EVALUATOR)
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.push_dir)),
-        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor))
+        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
+    ).with_id(contract.PUSHER)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,

@@ -15,7 +15,6 @@ Exit codes, for scripts:
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import http.client
 import json
@@ -27,14 +26,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence
 
-from pipeline.config import PipelineConfig
+from pipeline.cli.exit_codes import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
+from pipeline.cli.exit_codes import EXIT_USAGE as EXIT_CONFIG  # bad arguments, no model, unknown model/version
 from trainer import serving_api
+from trainer.contract import CLASS_NAMES_ASSET  # written by trainer/export.py
 from trainer.features import CIFAR10_CLASSES
+from trainer.serving_api import DEFAULT_MODEL_NAME
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what a folder is searched for; a file named explicitly is always sent
-DEFAULT_MODEL_NAME = next(f.default for f in dataclasses.fields(PipelineConfig) if f.name == "model_name")
-CLASS_NAMES_ASSET = "assets.extra/class_names.txt"  # written by trainer/export.py
 
 
 class PredictError(Exception):
@@ -416,49 +415,6 @@ def run(settings: PredictSettings, out=None, err=None) -> int:
                    "results": [r.to_dict() for r in results]}, out, indent=2)
         print(file=out)
     return EXIT_SOME_FAILED if any(r.error is not None for r in results) else EXIT_OK
-
-
-# -------------------------------------------------------------------------------------------------- arguments
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER",
-                   help="PNG/JPEG files, or folders searched recursively for *.png, *.jpg, *.jpeg")
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--model", metavar="DIR",
-                        help="load the SavedModel here: a version folder, or the model base folder "
-                             "(<output>/serving/<model_name>; its highest version is used)")
-    target.add_argument("--rest", metavar="URL", help="TF Serving REST API, e.g. http://localhost:8501")
-    target.add_argument("--grpc", metavar="HOST:PORT", help="TF Serving gRPC API, e.g. localhost:8500")
-    p.add_argument("--model-name", default=DEFAULT_MODEL_NAME,
-                   help=f"model name on the server (default: {DEFAULT_MODEL_NAME})")
-    selector = p.add_mutually_exclusive_group()
-    selector.add_argument("--version", type=int, help="model version (default: the server's latest)")
-    selector.add_argument("--label", help="version label on the server, e.g. stable or canary")
-    p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default: 3)")
-    p.add_argument("--json", action="store_true", help="print one JSON document instead of text lines")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="per request, network only (default: 10)")
-    p.add_argument("--retries", type=int, default=3,
-                   help="retries of a request when the server is unreachable or busy, with exponential backoff "
-                        "from 0.5 s (default: 3)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per request (default: 16)")
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """Entry point of the CLI subcommand: settings errors are usage errors (exit 2)."""
-    try:
-        settings = settings_from_args(args)
-    except PredictError as e:
-        print(f"tokenlearner: error: {e}", file=sys.stderr)
-        return e.exit_code
-    return run(settings)
-
-
-def settings_from_args(args: argparse.Namespace) -> PredictSettings:
-    return PredictSettings(paths=tuple(args.paths), model_dir=args.model, rest_url=args.rest,
-                           grpc_target=args.grpc, model_name=args.model_name, version=args.version,
-                           label=args.label, top_k=args.top_k, as_json=args.json, timeout_s=args.timeout,
-                           retries=args.retries, batch_size=args.batch_size)
 
 
 _NOISE = ("Graph execution error", "Detected at node", "<stack traces", "File ", "[[")

@@ -1,4 +1,8 @@
-"""`tokenlearner` command line: data preparation and pipeline runs."""
+"""The `tokenlearner` parser and `main`, the logging setup, and the `data` and `run` subcommands.
+
+The other subcommands' arguments and entry points are in their own modules of this package (predict.py, remote.py,
+flops.py, report.py).
+"""
 from __future__ import annotations
 
 import argparse
@@ -12,13 +16,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if {"-v", "--verbose"} & set(s
 
 from components import cifar10  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
-from pipeline import predict  # noqa: E402  (imports TensorFlow only when a model is used)
+from pipeline.cli import options  # noqa: E402
+from pipeline.cli import predict  # noqa: E402  (imports TensorFlow only when a model is used)
+from pipeline.cli.exit_codes import (EXIT_INTERRUPTED, EXIT_NOT_PUSHED, EXIT_OK,  # noqa: E402
+                                     EXIT_PIPELINE_FAILED, EXIT_USAGE)
 
 log = logging.getLogger("tokenlearner")
 
-# Exit codes: 0 a model was pushed (or the command succeeded), 1 a pipeline component failed (bad data included),
-# 2 bad input or settings (nothing was run), 3 the run finished but the model was not blessed, so not pushed.
-EXIT_PIPELINE_FAILED, EXIT_USAGE, EXIT_NOT_PUSHED = 1, 2, 3
+DESCRIPTION = ("TokenLearner ViT on CIFAR-10 with TFX: prepare the data, run the pipeline (locally, or compiled for "
+               "Kubeflow Pipelines and Vertex AI), classify images with the exported model, and inspect runs.")
 
 
 class _ComponentProgress(logging.Filter):
@@ -63,19 +69,15 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def _cmd_data(args) -> int:
     out = cifar10.prepare(args.data, Path(args.out).resolve(), limit=args.limit)
     print(out)
-    return 0
+    return EXIT_OK
 
 
 def _cmd_run(args) -> int:
     output = Path(args.output).resolve()
-    overrides = config_lib.parse_overrides(args.set or [])
-    if args.epochs is not None:
-        overrides["epochs"] = str(args.epochs)
-    if args.beam_profile:
-        overrides["beam_profile"] = args.beam_profile
+    overrides = options.overrides_from_args(args)
     # Validate the settings before any data is written or any pipeline output is touched.
     probe = config_lib.apply_overrides(config_lib.from_preset(args.preset, data_root="-"), overrides)
-    from pipeline import metadata  # the metadata store must answer too (MySQL: reachable, login accepted)
+    from pipeline.config import metadata  # the metadata store must answer too (MySQL: reachable, login accepted)
 
     metadata.check_connection(probe.metadata, metadata.connection_config(probe.metadata, probe.metadata_path))
     data_root = cifar10.prepare(args.data, output / "data", limit=args.limit)
@@ -84,7 +86,7 @@ def _cmd_run(args) -> int:
         config_lib.from_preset(args.preset, data_root=str(data_root), output_dir=str(output),
                                class_names=tuple(manifest["class_names"])), overrides)
     log.info("pipeline %s: preset %s, data %s, output %s", config.pipeline_name, args.preset, data_root, output)
-    from pipeline import local_runner
+    from pipeline import local_runner  # TFX, Beam and TensorFlow: only once settings and data are valid
 
     config.save()
     try:
@@ -103,11 +105,11 @@ def _cmd_run(args) -> int:
     if result is not None and result.pushed_to is None:
         print(f"tokenlearner: model not pushed: {result.not_pushed_reason}", file=sys.stderr)
         return EXIT_NOT_PUSHED
-    return 0
+    return EXIT_OK
 
 
 def _print_summary(config):
-    from pipeline import summary
+    from pipeline.inspection import summary
 
     try:
         result = summary.collect(config)
@@ -117,12 +119,8 @@ def _print_summary(config):
     return result
 
 
-def _cmd_predict(args) -> int:
-    return predict.run_from_args(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenlearner", description=__doc__)
+    parser = argparse.ArgumentParser(prog="tokenlearner", description=DESCRIPTION)
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=0,
                            help="warnings and errors only")
@@ -137,23 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="prepare the data and run the pipeline locally (Beam DirectRunner)")
     _add_data_args(p)
-    p.add_argument("--preset", default=config_lib.DEFAULT_PRESET, choices=config_lib.PRESETS,
-                   help=f"settings preset (default: {config_lib.DEFAULT_PRESET})")
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    p.add_argument("--beam-profile", default=None, choices=("direct", "dataflow", "flink", "spark"),
-                   help="Beam runner of the data-heavy components (default: config's beam_profile, direct)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override any config field, e.g. --set num_tokens=8 --set accuracy_floor=0.3")
+    options.add_settings_arguments(
+        p, set_help="override any config field, e.g. --set num_tokens=8 --set accuracy_floor=0.3", epochs=True)
     p.add_argument("--output", default="outputs",
                    help="where data, pipeline root, metadata and serving dir go (default: outputs)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("predict", help="classify images with the exported model: locally, or via TF Serving",
-                       description=predict.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=predict.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     predict.add_arguments(p)
-    p.set_defaults(func=_cmd_predict)
+    p.set_defaults(func=predict.run_from_args)
 
-    from pipeline import remote_cli  # the work is in kubeflow_runner.py / vertex_runner.py
+    from pipeline.cli import remote as remote_cli  # the work is in kubeflow_runner.py / vertex_runner.py
 
     p = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines v2 or Vertex AI (offline)")
     remote_cli.add_arguments(p, submit=False)
@@ -163,13 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     remote_cli.add_arguments(p, submit=True)
     p.set_defaults(func=remote_cli.submit_from_args)
 
-    from pipeline import flops_cli  # the work is in trainer/flops.py
+    from pipeline.cli import flops as flops_cli  # the work is in trainer/flops.py
 
     p = sub.add_parser("flops", help="parameters and GFLOPs of a preset's model (direct and keras.io conventions)")
     flops_cli.add_arguments(p)
     p.set_defaults(func=flops_cli.from_args)
 
-    from pipeline import report_cli  # the work is in report.py / tensorboard_logs.py
+    from pipeline.cli import report as report_cli  # the work is in pipeline/inspection/
 
     p = sub.add_parser("report", help="write an HTML report of a run: learning curves, confusion matrix, "
                                       "mistakes, TokenLearner maps, model card, lineage")
@@ -183,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parses `argv` (default: sys.argv), runs the subcommand and returns its exit code (exit_codes.py)."""
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbosity)
     try:
@@ -192,8 +186,4 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("tokenlearner: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return EXIT_INTERRUPTED

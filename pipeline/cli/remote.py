@@ -9,8 +9,9 @@ import json
 import os
 import tempfile
 
-from pipeline import beam
 from pipeline import config as config_lib
+from pipeline.cli import options
+from pipeline.cli.exit_codes import EXIT_OK
 
 TARGETS = ("kubeflow", "vertex")
 
@@ -30,20 +31,15 @@ def add_arguments(p: argparse.ArgumentParser, submit: bool) -> None:
                    help="output folder on shared storage (gs://bucket/tokenlearner): pipeline root, serving dir")
     p.add_argument("--out", default=None if submit else "pipeline.json", metavar="FILE",
                    help="where the compiled spec goes" + ("" if submit else " (default: pipeline.json)"))
-    p.add_argument("--preset", default=config_lib.DEFAULT_PRESET, choices=config_lib.PRESETS)
-    p.add_argument("--beam-profile", choices=beam.PROFILES, default=None,
-                   help="Beam runner of the data-heavy components (default: config's beam_profile, direct)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="any config field, e.g. --set vertex_project=p --set beam_temp_location=gs://b/tmp")
+    options.add_settings_arguments(
+        p, set_help="any config field, e.g. --set vertex_project=p --set beam_temp_location=gs://b/tmp")
     if submit:
         p.add_argument("--dry-run", action="store_true",
                        help="build the Vertex PipelineJob and print it; send nothing")
 
 
 def build_config(args) -> config_lib.PipelineConfig:
-    overrides = config_lib.parse_overrides(args.set or [])
-    if args.beam_profile:
-        overrides["beam_profile"] = args.beam_profile
+    overrides = options.overrides_from_args(args)
     # The image is applied with the overrides: Beam profiles that need it are validated with it present.
     overrides["image"] = args.image
     base = config_lib.from_preset(args.preset, data_root=args.data_root, output_dir=args.output)
@@ -55,7 +51,7 @@ def compile_from_args(args) -> int:
 
     runner = vertex_runner if args.target == "vertex" else kubeflow_runner
     print(runner.compile_spec(build_config(args), args.out))
-    return 0
+    return EXIT_OK
 
 
 def submit_from_args(args) -> int:
@@ -66,7 +62,7 @@ def submit_from_args(args) -> int:
     vertex_runner.compile_spec(config, out)
     job = vertex_runner.submit(config, out, dry_run=args.dry_run)
     print(json.dumps(describe(job, config, out, sent=not args.dry_run), indent=2))
-    return 0
+    return EXIT_OK
 
 
 def describe(job, config: config_lib.PipelineConfig, spec_path: str, sent: bool) -> dict:

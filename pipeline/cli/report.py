@@ -1,5 +1,6 @@
-"""Arguments and entry points of `tokenlearner report` and `tokenlearner tensorboard` (the work is in report.py and
-tensorboard_logs.py, imported only when the command runs: they pull in TensorFlow and ML Metadata)."""
+"""Arguments and entry points of `tokenlearner report` and `tokenlearner tensorboard` (the work is in
+pipeline/inspection/report.py and tensorboard_logs.py, imported only when the command runs: they pull in
+TensorFlow and ML Metadata)."""
 from __future__ import annotations
 
 import argparse
@@ -8,15 +9,15 @@ import sys
 from pathlib import Path
 
 from pipeline import config as config_lib
-
-_EXIT_USAGE = 2
+from pipeline.cli.exit_codes import EXIT_OK, EXIT_USAGE
+from pipeline.inspection.run_store import LATEST
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", default="outputs",
                    help="the --output folder of `tokenlearner run` (default: outputs)")
-    p.add_argument("--run", default="LATEST", metavar="LATEST|RUN_ID",
-                   help="pipeline run id as MLMD records it (the first line of the run summary); default: LATEST")
+    p.add_argument("--run", default=LATEST, metavar=f"{LATEST}|RUN_ID",
+                   help=f"pipeline run id as MLMD records it (the first line of the run summary); default: {LATEST}")
 
 
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,7 +30,7 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def report_from_args(args: argparse.Namespace) -> int:
-    from pipeline import report
+    from pipeline.inspection import report
 
     output = Path(args.output).resolve()
     config = config_lib.load(str(output))
@@ -38,9 +39,9 @@ def report_from_args(args: argparse.Namespace) -> int:
         path = report.build(config, str(out), run_id=args.run, max_test_examples=args.max_test_examples)
     except report.ReportError as e:
         print(f"tokenlearner: error: {e}", file=sys.stderr)
-        return _EXIT_USAGE
+        return EXIT_USAGE
     print(path)
-    return 0
+    return EXIT_OK
 
 
 def add_tensorboard_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,15 +52,15 @@ def add_tensorboard_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def tensorboard_from_args(args: argparse.Namespace) -> int:
-    from pipeline import tensorboard_logs
+    from pipeline.inspection import tensorboard_logs
 
     config = config_lib.load(str(Path(args.output).resolve()))
     try:
         cmd = tensorboard_logs.command(tensorboard_logs.logdirs(config, args.run, all_runs=args.all), args.port)
     except tensorboard_logs.TensorBoardError as e:
         print(f"tokenlearner: error: {e}", file=sys.stderr)
-        return _EXIT_USAGE
+        return EXIT_USAGE
     print(tensorboard_logs.render(cmd))
     if args.launch:
         return subprocess.call(cmd)
-    return 0
+    return EXIT_OK

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from pipeline.errors import ConfigError
+from pipeline.config.errors import ConfigError
 
 PROFILES = ("direct", "dataflow", "flink", "spark")
 # How a portable job server starts the Python SDK workers (Beam's --environment_type).

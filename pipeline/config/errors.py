@@ -1,4 +1,4 @@
-"""Errors shared by the config sections (kept apart from config.py so that sections can raise them too)."""
+"""Errors shared by the config sections (kept apart from pipeline_config.py so that every section can raise them)."""
 
 
 class ConfigError(ValueError):

@@ -11,7 +11,7 @@ import socket
 
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.errors import ConfigError
+from pipeline.config.errors import ConfigError
 
 BACKENDS = ("sqlite", "mysql")
 

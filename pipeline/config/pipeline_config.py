@@ -11,19 +11,19 @@ import os
 import typing
 from typing import Any, Mapping
 
-from pipeline.beam import BeamConfig
-from pipeline.errors import ConfigError
-from pipeline.metadata import MetadataConfig
-from pipeline.vertex_config import VertexConfig
+from pipeline.config.beam import BeamConfig
+from pipeline.config.errors import ConfigError
+from pipeline.config.metadata import MetadataConfig
+from pipeline.config.vertex import VertexConfig
 from trainer.config import PRESETS as TRAINER_PRESETS
 from trainer.config import TrainerConfig
 from trainer.features import CIFAR10_CLASSES
+from trainer.serving_api import DEFAULT_MODEL_NAME
 
 
 DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema", "schema.pbtxt")
 
 
-__all__ = ["ConfigError", "PipelineConfig"]  # ConfigError lives in pipeline.errors; re-exported here
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Where the pipeline reads and writes, how it validates and blesses, and the trainer settings."""
@@ -31,7 +31,7 @@ class PipelineConfig:
     data_root: str  # dataset folder written by `tokenlearner data` (train/, eval/, test/ TFRecords)
     output_dir: str = "outputs"  # pipeline root, metadata and serving dir go under it
     pipeline_name: str = "tokenlearner-cifar10"
-    model_name: str = "tokenlearner"  # TF Serving model name: <serving_dir>/<model_name>/<version>/
+    model_name: str = DEFAULT_MODEL_NAME  # TF Serving model name: <serving_dir>/<model_name>/<version>/
     class_names: tuple[str, ...] = CIFAR10_CLASSES
     accuracy_floor: float = 0.5  # the Evaluator blesses only models above this test accuracy
     regression_tolerance: float = 0.01  # ... and not worse than the latest blessed model by more than this
@@ -106,7 +106,7 @@ class PipelineConfig:
 
     @property
     def beam_pipeline_args(self) -> list[str]:
-        """Arguments of the Beam profile `beam.profile` (pipeline/beam.py); direct = multi-processing."""
+        """Arguments of the Beam profile `beam.profile` (pipeline/config/beam.py); direct = multi-processing."""
         return self.beam.pipeline_args(direct_workers=self.beam_workers, image=self.image)
 
 

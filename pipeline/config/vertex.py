@@ -1,13 +1,14 @@
 """Vertex AI settings: where `tokenlearner submit` sends the pipeline, and optional Vertex custom training.
 
-Plain data; the Vertex runner (pipeline/vertex_runner.py) and the Trainer builder (pipeline/training.py) read it.
+Plain data; the Vertex runner (pipeline/vertex_runner.py) and the Trainer component (components/trainer_component.py)
+read it.
 """
 from __future__ import annotations
 
 import dataclasses
 import re
 
-from pipeline.errors import ConfigError
+from pipeline.config.errors import ConfigError
 
 # Vertex label rules: lowercase letters, digits, '_' and '-'; keys start with a letter; at most 63 characters.
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")

@@ -8,7 +8,6 @@ the Trainer's exported model run on the ImportExampleGen test split.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import glob
 import json
 import logging
@@ -19,14 +18,16 @@ from typing import Optional
 import numpy as np
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import report_figures as figures
-from pipeline import report_html, summary
 from pipeline.config import PipelineConfig
+from pipeline.inspection import report_figures as figures
+from pipeline.inspection import report_html, run_store, summary
+from pipeline.inspection.report_html import ClassMetrics, Figure, LineageRow, Report
+from pipeline.inspection.run_store import CANDIDATE
+from trainer import contract
 from trainer.config import TrainerConfig
 
 log = logging.getLogger(__name__)
 
-LATEST = "LATEST"
 HISTORY_METRICS = ("loss", "accuracy", "top5_accuracy")
 _ACCURACY = "sparse_categorical_accuracy"
 _TOP5 = "sparse_top_k_categorical_accuracy"
@@ -34,45 +35,6 @@ _TOP5 = "sparse_top_k_categorical_accuracy"
 
 class ReportError(ValueError):
     """The run lacks what the report needs; the message names the artifact or file."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Figure:
-    file: str
-    title: str
-    caption: str
-    size: tuple[int, int]  # pixels, as drawn
-
-
-@dataclasses.dataclass(frozen=True)
-class LineageRow:
-    artifact_id: int
-    artifact_type: str
-    uri: str
-    producer: str  # component that produced it, with its execution id; "" for external artifacts
-    inputs: tuple[int, ...]  # artifact ids the producing execution read
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassMetrics:
-    accuracy: np.ndarray  # per class, from TFMA's per-label slices
-    counts: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True)
-class Report:
-    """What the HTML page shows (figures are files in the output folder)."""
-
-    config: PipelineConfig
-    run: summary.RunSummary
-    trainer: TrainerConfig
-    trainer_name: str  # the Keras model's name, e.g. vit_token_learner_4
-    facts: list[tuple[str, list[tuple[str, str]]]]  # section -> (fact, value)
-    figures: list[Figure]
-    notes: list[str]
-    confusion: np.ndarray
-    per_class: ClassMetrics
-    lineage: list[LineageRow]
 
 
 # ---- reading the run --------------------------------------------------------------------------------------------
@@ -98,11 +60,6 @@ def _producer(store, artifact_id: int) -> Optional[metadata_store_pb2.Execution]
     return store.get_executions_by_id(ids[:1])[0] if ids else None
 
 
-def _component(store, execution: metadata_store_pb2.Execution) -> str:
-    nodes = [c.name for c in store.get_contexts_by_execution(execution.id) if c.type == "node"]
-    return nodes[0].split(".", 1)[-1] if nodes else execution.type
-
-
 def lineage(store, start_ids: list[int]) -> list[LineageRow]:
     """Upstream walk from the given artifacts: who produced each and from which inputs, newest first."""
     rows, seen, queue = [], set(), list(start_ids)
@@ -117,7 +74,7 @@ def lineage(store, start_ids: list[int]) -> list[LineageRow]:
         inputs: tuple[int, ...] = ()
         producer = ""
         if execution is not None:
-            producer = f"{_component(store, execution)} (execution {execution.id})"
+            producer = f"{run_store.node_name(store, execution)} (execution {execution.id})"
             inputs = tuple(sorted(e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
                                   if e.type == metadata_store_pb2.Event.INPUT))
             queue.extend(inputs)
@@ -131,11 +88,9 @@ def trainer_config(store, model_artifact_id: int, fallback: TrainerConfig) -> Tr
     execution = _producer(store, model_artifact_id)
     # TFX records a component's exec properties as the execution's custom properties (JSON strings).
     if execution is not None and "custom_config" in execution.custom_properties:
-        from trainer.run import TRAINER_CONFIG_KEY
-
         custom = json.loads(execution.custom_properties["custom_config"].string_value or "{}")
-        if TRAINER_CONFIG_KEY in custom:
-            return TrainerConfig.from_dict(custom[TRAINER_CONFIG_KEY])
+        if contract.TRAINER_CONFIG_KEY in custom:
+            return TrainerConfig.from_dict(custom[contract.TRAINER_CONFIG_KEY])
     log.warning("no trainer settings recorded with model artifact %d; showing those of config.json",
                 model_artifact_id)
     return fallback
@@ -175,13 +130,9 @@ def _tensorboard_curves(model_run_dir: str) -> dict[str, list[float]]:
 
 def _overall_and_label_slices(uri: str):
     """(overall metrics, {label: metrics}) of the candidate model from a TFMA evaluation."""
-    import tensorflow_model_analysis as tfma
-
     overall, per_label = {}, {}
-    for slice_metrics in tfma.load_metrics(uri):
-        values = {kv.key.name: kv.value.double_value.value for kv in slice_metrics.metric_keys_and_values
-                  if not kv.key.is_diff and kv.key.model_name in ("", "candidate")}
-        keys = slice_metrics.slice_key.single_slice_keys
+    for keys, models in run_store.slice_metrics(uri):
+        values = models.get(CANDIDATE, {})
         if not keys:
             overall = values
         elif len(keys) == 1 and keys[0].column == "label":
@@ -207,7 +158,7 @@ def confusion_matrix(uri: str, num_classes: int) -> np.ndarray:
         if plots.slice_key.single_slice_keys:
             continue
         for kv in plots.plot_keys_and_values:
-            if kv.key.model_name not in ("", "candidate") or not kv.value.HasField(
+            if kv.key.model_name not in ("", CANDIDATE) or not kv.value.HasField(
                     "multi_class_confusion_matrix_at_thresholds"):
                 continue
             matrices = kv.value.multi_class_confusion_matrix_at_thresholds.matrices
@@ -225,9 +176,10 @@ def read_test_split(examples_uri: str, limit: int) -> tuple[list[bytes], np.ndar
 
     from trainer import features
 
-    files = sorted(glob.glob(os.path.join(examples_uri, "Split-test", "*.gz")))
+    split_dir = contract.split_dir(contract.TEST)
+    files = sorted(glob.glob(os.path.join(examples_uri, split_dir, "*.gz")))
     if not files:
-        raise ReportError(f"{examples_uri}/Split-test: no *.gz TFRecord files")
+        raise ReportError(f"{examples_uri}/{split_dir}: no *.gz TFRecord files")
     records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)]
     images, labels = [], []
     for record in records:
@@ -335,11 +287,7 @@ def _facts(config: PipelineConfig, run: summary.RunSummary, cfg: TrainerConfig, 
                  else f"after block {cfg.token_learner_layer}")
         variant = f"ViT + TokenLearner {cfg.token_learner}{form} {where} of {cfg.num_layers} blocks"
         tokens = f"{cfg.num_patches} patches → {cfg.num_tokens} learned tokens"
-    manifest = {}
-    manifest_path = os.path.join(config.data_root, "manifest.json")
-    if os.path.isfile(manifest_path):
-        with open(manifest_path) as f:
-            manifest = json.load(f)
+    manifest = run_store.dataset_manifest(config)
     best = (f"{best_epoch} of {len(history['loss'])} (validation accuracy {history['val_accuracy'][best_epoch - 1]:.4f})"
             if best_epoch else "n/a")
     not_pushed = getattr(run, "not_pushed_reason", "")
@@ -462,20 +410,20 @@ def build(config: PipelineConfig, out_dir: str, run_id: Optional[str] = None, ma
     """Writes report.html and its PNG figures into out_dir; returns the HTML path."""
     if not os.path.isfile(config.metadata_path):
         raise ReportError(f"{config.metadata_path}: missing; expected the metadata of a `tokenlearner run`")
-    store = store or summary.open_store(config)
+    store = store or run_store.open_store(config)
     try:
-        run = summary.collect(config, None if run_id in (None, LATEST) else run_id, store=store)
+        run = summary.collect(config, run_id, store=store)
     except LookupError as e:
         raise ReportError(f"{config.metadata_path}: {e}") from None
-    model = _artifact(run, "Trainer", "Model")
-    model_run = _artifact(run, "Trainer", "ModelRun")
-    evaluation = _artifact(run, "Evaluator", "ModelEvaluation")
-    examples = _artifact(run, "ImportExampleGen", "Examples")
-    blessing = _artifact(run, "Evaluator", "ModelBlessing", required=False)
-    pushed = _artifact(run, "Pusher", "PushedModel", required=False)
-    baseline = _artifact(run, "latest_blessed_model_resolver", "Model", required=False)
+    model = _artifact(run, contract.TRAINER, "Model")
+    model_run = _artifact(run, contract.TRAINER, "ModelRun")
+    evaluation = _artifact(run, contract.EVALUATOR, "ModelEvaluation")
+    examples = _artifact(run, contract.EXAMPLE_GEN, "Examples")
+    blessing = _artifact(run, contract.EVALUATOR, "ModelBlessing", required=False)
+    pushed = _artifact(run, contract.PUSHER, "PushedModel", required=False)
+    baseline = _artifact(run, contract.RESOLVER, "Model", required=False)
     cfg = trainer_config(store, model.id, config.trainer)
-    serving_dir = os.path.join(model.uri, "Format-Serving")
+    serving_dir = os.path.join(model.uri, contract.SERVING_MODEL_DIR)
     class_names = list(config.class_names)
     os.makedirs(out_dir, exist_ok=True)
 
@@ -484,7 +432,7 @@ def build(config: PipelineConfig, out_dir: str, run_id: Optional[str] = None, ma
     keras_model = load_keras_model(serving_dir)
     predicted, notes = _model_figures(keras_model, serving_dir, examples.uri, cfg, class_names, out_dir,
                                       max_test_examples)
-    stats = _model_stats(model_run.uri, os.path.join(serving_dir, "assets.extra"))
+    stats = _model_stats(model_run.uri, os.path.join(serving_dir, contract.ASSETS_EXTRA))
     facts = _facts(config, run, cfg, params=keras_model.count_params(), stats=stats, overall=overall,
                    history=history, best_epoch=best_epoch, baseline=baseline, serving_dir=serving_dir)
     report = Report(config=config, run=run, trainer=cfg, trainer_name=keras_model.name, facts=facts,

@@ -1,14 +1,58 @@
-"""The report page: one HTML file with inline CSS, no scripts, figures as PNG files beside it (relative links), so
-it opens offline, from a copied folder too."""
+"""The report page: what it shows (`Report` and its parts, filled by report.py) and its HTML: one file with inline
+CSS, no scripts, figures as PNG files beside it (relative links), so it opens offline, from a copied folder too."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import html
 import os
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Iterable, Sequence
 
-if TYPE_CHECKING:
-    from pipeline.report import Report
+import numpy as np
+
+from pipeline.config import PipelineConfig
+from pipeline.inspection.summary import RunSummary
+from trainer.config import TrainerConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    file: str
+    title: str
+    caption: str
+    size: tuple[int, int]  # pixels, as drawn
+
+
+@dataclasses.dataclass(frozen=True)
+class LineageRow:
+    artifact_id: int
+    artifact_type: str
+    uri: str
+    producer: str  # component that produced it, with its execution id; "" for external artifacts
+    inputs: tuple[int, ...]  # artifact ids the producing execution read
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassMetrics:
+    accuracy: np.ndarray  # per class, from TFMA's per-label slices
+    counts: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """What the HTML page shows (figures are files in the output folder)."""
+
+    config: PipelineConfig
+    run: RunSummary
+    trainer: TrainerConfig
+    trainer_name: str  # the Keras model's name, e.g. vit_token_learner_4
+    facts: list[tuple[str, list[tuple[str, str]]]]  # section -> (fact, value)
+    figures: list[Figure]
+    notes: list[str]
+    confusion: np.ndarray
+    per_class: ClassMetrics
+    lineage: list[LineageRow]
+
 
 _CSS = """
 body { font: 15px/1.45 -apple-system, "Segoe UI", Roboto, "DejaVu Sans", Arial, sans-serif; color: #1d2430;
@@ -70,7 +114,7 @@ def _relative(path: str, root: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def render(report: "Report") -> str:
+def render(report: Report) -> str:
     run, config = report.run, report.config
     by_file = {f.file: f for f in report.figures}
     blessed = {True: ("good", "blessed"), False: ("bad", "not blessed"), None: ("", "no blessing")}[run.blessed]

@@ -1,16 +1,18 @@
-"""What a pipeline run did, read back from ML Metadata: each component, cached or ran, wall time, key numbers."""
+"""What a pipeline run did, read back from ML Metadata (run_store.py): each component, cached or ran, wall time, key
+numbers; `render_summary` is the table `tokenlearner run` prints."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Optional
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import metadata
 from pipeline.config import PipelineConfig
+from pipeline.inspection import run_store
+from pipeline.inspection.run_store import BASELINE, CANDIDATE, open_store
+from trainer import contract
 
 _STATES = {metadata_store_pb2.Execution.COMPLETE: "ran", metadata_store_pb2.Execution.CACHED: "cached",
            metadata_store_pb2.Execution.FAILED: "FAILED", metadata_store_pb2.Execution.RUNNING: "running",
@@ -38,40 +40,6 @@ class RunSummary:
     not_pushed_reason: str = ""  # why the Evaluator did not bless, or why nothing was pushed
 
 
-def open_store(config: PipelineConfig,
-               connection: Optional[metadata_store_pb2.ConnectionConfig] = None) -> mlmd.MetadataStore:
-    if connection is None and config.metadata.backend != "sqlite":  # the run's MySQL store (password from env)
-        connection = metadata.connection_config(config.metadata, config.metadata_path)
-    if connection is None:
-        connection = metadata_store_pb2.ConnectionConfig()
-        connection.sqlite.filename_uri = config.metadata_path
-        connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return mlmd.MetadataStore(connection)
-
-
-def _latest_run(store: mlmd.MetadataStore, run_id: Optional[str]) -> metadata_store_pb2.Context:
-    runs = store.get_contexts_by_type("pipeline_run")
-    if run_id:
-        runs = [r for r in runs if r.name == run_id]
-    if not runs:
-        raise LookupError(f"no pipeline run {run_id or ''} in the metadata store".replace("  ", " "))
-    return max(runs, key=lambda c: c.create_time_since_epoch)
-
-
-def _evaluation_metrics(uri: str) -> dict[str, dict[str, float]]:
-    """{model name: {metric: value}} on the overall slice of a TFMA evaluation ("candidate" and, when there was
-    one, "baseline"; a single-model evaluation is reported as "candidate")."""
-    import tensorflow_model_analysis as tfma
-
-    out: dict[str, dict[str, float]] = {}
-    for slice_metrics in tfma.load_metrics(uri):
-        if not slice_metrics.slice_key.single_slice_keys:
-            for kv in slice_metrics.metric_keys_and_values:
-                if not kv.key.is_diff:
-                    out.setdefault(kv.key.model_name or "candidate", {})[kv.key.name] = kv.value.double_value.value
-    return out
-
-
 def _slice_item(key) -> str:
     return f"{key.column}={getattr(key, key.WhichOneof('kind'))}"
 
@@ -92,8 +60,8 @@ def _validation_failures(uri: str, metrics: dict[str, dict[str, float]]) -> str:
         for failure in per_slice.failures:
             name = failure.metric_key.name
             value = failure.metric_value.double_value.value
-            candidate = metrics.get("candidate", {}).get(name) if overall else None
-            baseline = metrics.get("baseline", {}).get(name) if overall else None
+            candidate = metrics.get(CANDIDATE, {}).get(name) if overall else None
+            baseline = metrics.get(BASELINE, {}).get(name) if overall else None
             threshold = failure.metric_threshold
             if failure.metric_key.is_diff:
                 limit = threshold.change_threshold.absolute.value
@@ -108,27 +76,24 @@ def _validation_failures(uri: str, metrics: dict[str, dict[str, float]]) -> str:
 
 def collect(config: PipelineConfig, run_id: Optional[str] = None,
             store: Optional[mlmd.MetadataStore] = None) -> RunSummary:
+    """What run `run_id` (None or LATEST: the newest) did; LookupError when the store has no such run."""
     store = store or open_store(config)
-    run = _latest_run(store, run_id)
+    run = run_store.find_run(store, run_id)
     steps = []
     for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.create_time_since_epoch):
-        node = [c.name for c in store.get_contexts_by_execution(execution.id) if c.type == "node"]
         events = [e for e in store.get_events_by_execution_ids([execution.id])
                   if e.type == metadata_store_pb2.Event.OUTPUT]
         outputs: dict[str, list] = {}
         for artifact in store.get_artifacts_by_id([e.artifact_id for e in events]):
             type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
             outputs.setdefault(type_name, []).append(artifact)
-        steps.append(Step(component=node[0].split(".", 1)[-1] if node else execution.type,
+        steps.append(Step(component=run_store.node_name(store, execution),
                           status=_STATES.get(execution.last_known_state, "?"),
                           seconds=(execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3,
                           outputs=outputs))
     produced = {t: a for s in steps for t, a in s.outputs.items()}
-    manifest_path = os.path.join(config.data_root, "manifest.json")
-    examples = {}
-    if os.path.isfile(manifest_path):
-        with open(manifest_path) as f:
-            examples = {s: v["examples"] for s, v in json.load(f)["splits"].items()}
+    manifest = run_store.dataset_manifest(config)
+    examples = {s: v["examples"] for s, v in manifest["splits"].items()} if manifest else {}
     anomalies = []
     for artifact in produced.get("ExampleAnomalies", [])[:1]:
         if "blessed" in artifact.custom_properties:
@@ -136,7 +101,7 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None,
             anomalies = sorted(split for split, ok in struct.items() if not ok.number_value)
     metrics, reason = {}, ""
     for artifact in produced.get("ModelEvaluation", []):
-        metrics = _evaluation_metrics(artifact.uri)
+        metrics = run_store.overall_metrics(artifact.uri)
         reason = _validation_failures(artifact.uri, metrics)
     blessing = produced.get("ModelBlessing", [])
     blessed = bool(blessing[0].custom_properties["blessed"].int_value) if blessing else None
@@ -146,7 +111,7 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None,
         pushed_to = os.path.join(config.push_dir, pushed[0].custom_properties["pushed_version"].string_value)
     if pushed_to is None and not reason:
         reason = "the Evaluator did not bless the model" if blessed is False else "the run did not reach the Pusher"
-    candidate = metrics.get("candidate", {})
+    candidate = metrics.get(CANDIDATE, {})
     return RunSummary(
         run_id=run.name, steps=steps, examples=examples, anomalies=anomalies,
         accuracy=candidate.get("sparse_categorical_accuracy"),
@@ -156,14 +121,14 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None,
 
 def _note(step: Step, summary: RunSummary) -> str:
     name = step.component
-    if name.startswith("ImportExampleGen") and summary.examples:
+    if name.startswith(contract.EXAMPLE_GEN) and summary.examples:
         return " · ".join(f"{k} {v:,}" for k, v in summary.examples.items())
-    if name.startswith("ExampleValidator"):
+    if name.startswith(contract.EXAMPLE_VALIDATOR):
         return f"anomalies in {summary.anomalies}" if summary.anomalies else "no anomalies"
-    if name.startswith("Evaluator") and summary.accuracy is not None:
+    if name.startswith(contract.EVALUATOR) and summary.accuracy is not None:
         top5 = f", top-5 {summary.top5_accuracy:.4f}" if summary.top5_accuracy is not None else ""
         return f"test accuracy {summary.accuracy:.4f}{top5}; {'blessed' if summary.blessed else 'NOT blessed'}"
-    if name.startswith("Pusher"):
+    if name.startswith(contract.PUSHER):
         return f"pushed {summary.pushed_to}" if summary.pushed_to else "not pushed"
     return ""
 
@@ -179,6 +144,3 @@ def render_summary(summary: RunSummary) -> str:
         lines.append(f"not pushed: {summary.not_pushed_reason}")
     return "\n".join(lines)
 
-
-def render(config: PipelineConfig, run_id: Optional[str] = None) -> str:
-    return render_summary(collect(config, run_id))

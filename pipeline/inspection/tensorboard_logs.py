@@ -7,10 +7,9 @@ import shutil
 import sys
 from typing import Optional
 
-from pipeline import summary
 from pipeline.config import PipelineConfig
-
-LATEST = "LATEST"
+from pipeline.inspection import run_store, summary
+from trainer import contract
 
 
 class TensorBoardError(ValueError):
@@ -21,16 +20,16 @@ def logdirs(config: PipelineConfig, run_id: Optional[str] = None, all_runs: bool
     """{name: model_run dir}: the given (default: latest) run's Trainer logs, or every Trainer execution's."""
     if not os.path.isfile(config.metadata_path):
         raise TensorBoardError(f"{config.metadata_path}: missing; expected the metadata of a `tokenlearner run`")
-    store = summary.open_store(config)
+    store = run_store.open_store(config)
     if all_runs:
         runs = sorted(store.get_artifacts_by_type("ModelRun"), key=lambda a: a.id)
         found = {f"model_run_{a.id}": a.uri for a in runs if os.path.isdir(a.uri)}
     else:
         try:
-            run = summary.collect(config, None if run_id in (None, LATEST) else run_id, store=store)
+            run = summary.collect(config, run_id, store=store)
         except LookupError as e:
             raise TensorBoardError(f"{config.metadata_path}: {e}") from None
-        trainer = next((s for s in run.steps if s.component == "Trainer"), None)
+        trainer = next((s for s in run.steps if s.component == contract.TRAINER), None)
         found = {f"model_run_{a.id}": a.uri for a in (trainer.outputs.get("ModelRun", []) if trainer else [])}
     if not found:
         raise TensorBoardError(f"{config.metadata_path}: no Trainer logs (ModelRun artifact) recorded")

@@ -1,0 +1,21 @@
+"""`tokenlearner`, the command line: every subcommand's arguments and entry point, and the exit codes.
+
+- app.py: the parser, logging and `main`; the `data` and `run` subcommands;
+- predict.py: `predict` (the client itself is serving_client/predict.py);
+- remote.py: `compile` and `submit` (the work is in pipeline/kubeflow_runner.py and pipeline/vertex_runner.py);
+- flops.py: `flops` (the work is in trainer/flops.py);
+- report.py: `report` and `tensorboard` (the work is in pipeline/inspection/);
+- options.py: the options several subcommands share (--preset, --set, --beam-profile);
+- exit_codes.py: the exit codes, each named once.
+
+`main` (pyproject's `tokenlearner` entry point, also `python -m pipeline.cli`) loads the parser when called: this
+file imports nothing, so `pipeline.cli.exit_codes` stays cheap to import for the serving client.
+"""
+from __future__ import annotations
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs `tokenlearner` with `argv` (default: sys.argv) and returns the exit code (exit_codes.py)."""
+    from pipeline.cli import app
+
+    return app.main(argv)

@@ -1,0 +1,19 @@
+"""The pipeline's settings: one typed, frozen `PipelineConfig` and its sections, each in its own module.
+
+- pipeline_config.py: `PipelineConfig` (paths, blessing thresholds, the trainer settings), named presets,
+  `--set key=value` overrides, and the config.json a run saves;
+- beam.py: `BeamConfig`, the Beam profiles (direct, Dataflow, Flink, Spark) of the data-heavy components;
+- metadata.py: `MetadataConfig`, where ML Metadata lives (SQLite or MySQL) and its connection;
+- vertex.py: `VertexConfig`, Vertex AI Pipelines and custom-training settings;
+- errors.py: `ConfigError`, raised by every section with the field's name;
+- schema/schema.pbtxt: the curated schema every split is validated against (the default `schema_path`).
+
+The names below are the package's API (`from pipeline import config as config_lib`); they are defined in the
+modules above.
+"""
+from pipeline.config.errors import ConfigError
+from pipeline.config.pipeline_config import (DEFAULT_PRESET, DEFAULT_SCHEMA, PRESETS, PipelineConfig,
+                                             apply_overrides, from_preset, load, parse_overrides)
+
+__all__ = ["ConfigError", "DEFAULT_PRESET", "DEFAULT_SCHEMA", "PRESETS", "PipelineConfig", "apply_overrides",
+           "from_preset", "load", "parse_overrides"]

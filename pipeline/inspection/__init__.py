@@ -1,0 +1,7 @@
+"""Run inspection: what a finished pipeline run recorded, read back and shown. Nothing here changes a run.
+
+- run_store.py: the one ML Metadata reading layer (store, run by id or LATEST, node ids, TFMA slices, manifest);
+- summary.py: the per-component table `tokenlearner run` prints (ran or cached, time, key numbers, blessing);
+- report.py, report_figures.py, report_html.py: `tokenlearner report`, one HTML page with PNG figures;
+- tensorboard_logs.py: `tokenlearner tensorboard`, the TensorBoard command for a run's Trainer logs.
+"""

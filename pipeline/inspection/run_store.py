@@ -1,0 +1,87 @@
+"""Reading a run back from ML Metadata: the one layer under the run summary, the report and the TensorBoard command.
+
+- `open_store(config)`: the run's store, read-only SQLite under the pipeline root or the configured MySQL server;
+- `find_run(store, run_id)`: a `pipeline_run` context by id; `LATEST` (or None) is the newest;
+- `node_name(store, execution)`: the graph's node id of an execution (trainer/contract.py), from its node context;
+- `slice_metrics(uri)`, `overall_metrics(uri)`: TFMA metrics of an Evaluator output, per slice and model;
+- `dataset_manifest(config)`: the dataset's manifest.json (`cifar10.load_manifest`), {} when there is none.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+from ml_metadata.proto import metadata_store_pb2
+
+from components import cifar10
+from pipeline.config import PipelineConfig, metadata
+
+if TYPE_CHECKING:  # the store library itself loads when a store is opened: the CLI imports LATEST when it starts
+    import ml_metadata as mlmd
+
+LATEST = "LATEST"  # --run's default: the newest pipeline run in the store
+CANDIDATE, BASELINE = "candidate", "baseline"  # TFMA's model names in an evaluation with a baseline
+
+
+def open_store(config: PipelineConfig,
+               connection: Optional[metadata_store_pb2.ConnectionConfig] = None) -> "mlmd.MetadataStore":
+    """The run's metadata store: the configured MySQL server, else read-only SQLite under the pipeline root."""
+    import ml_metadata as mlmd
+
+    if connection is None and config.metadata.backend != "sqlite":  # the run's MySQL store (password from env)
+        connection = metadata.connection_config(config.metadata, config.metadata_path)
+    if connection is None:
+        connection = metadata_store_pb2.ConnectionConfig()
+        connection.sqlite.filename_uri = config.metadata_path
+        connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return mlmd.MetadataStore(connection)
+
+
+def find_run(store: "mlmd.MetadataStore", run_id: Optional[str] = None) -> metadata_store_pb2.Context:
+    """The pipeline run `run_id`, or the newest one for None or LATEST; LookupError when there is none."""
+    if run_id == LATEST:
+        run_id = None
+    runs = store.get_contexts_by_type("pipeline_run")
+    if run_id:
+        runs = [r for r in runs if r.name == run_id]
+    if not runs:
+        raise LookupError(f"no pipeline run {run_id or ''} in the metadata store".replace("  ", " "))
+    return max(runs, key=lambda c: c.create_time_since_epoch)
+
+
+def node_name(store: "mlmd.MetadataStore", execution: metadata_store_pb2.Execution) -> str:
+    """The node id (`Trainer`, `latest_blessed_model_resolver`, ...) of an execution; its type without a node."""
+    nodes = [c.name for c in store.get_contexts_by_execution(execution.id) if c.type == "node"]
+    return nodes[0].split(".", 1)[-1] if nodes else execution.type  # node contexts are "<pipeline>.<node id>"
+
+
+def slice_metrics(uri: str) -> list[tuple[tuple, dict[str, dict[str, float]]]]:
+    """[(slice keys, {model name: {metric: value}})] of a TFMA evaluation, diffs left out; the overall slice has
+    no keys. A single-model evaluation's model is reported as CANDIDATE."""
+    import tensorflow_model_analysis as tfma
+
+    out = []
+    for metrics in tfma.load_metrics(uri):
+        models: dict[str, dict[str, float]] = {}
+        for kv in metrics.metric_keys_and_values:
+            if not kv.key.is_diff:
+                models.setdefault(kv.key.model_name or CANDIDATE, {})[kv.key.name] = kv.value.double_value.value
+        out.append((tuple(metrics.slice_key.single_slice_keys), models))
+    return out
+
+
+def overall_metrics(uri: str) -> dict[str, dict[str, float]]:
+    """{model name: {metric: value}} on the overall slice (CANDIDATE and, when there was one, BASELINE)."""
+    out: dict[str, dict[str, float]] = {}
+    for keys, models in slice_metrics(uri):
+        if not keys:
+            for model, values in models.items():
+                out.setdefault(model, {}).update(values)
+    return out
+
+
+def dataset_manifest(config: PipelineConfig) -> dict:
+    """manifest.json of the run's dataset (components/cifar10.py); {} where the folder has none."""
+    try:
+        return cifar10.load_manifest(config.data_root)
+    except cifar10.DataError:
+        return {}
