@@ -20,7 +20,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipeline import cli
 from pipeline import config as config_lib
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 IMAGE = "europe-west4-docker.pkg.dev/proj/tokenlearner/tokenlearner:0.1.0"
 SCHEMA = "gs://bucket/schema/schema.pbtxt"

@@ -12,7 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from components import cifar10
-from tests.conftest import CLASSES, make_tar, png_bytes, random_images, write_image_folder, write_official
+from tests.helpers import CLASSES, make_tar, png_bytes, random_images, write_image_folder, write_official
 
 
 def read_split(dataset, split):

@@ -10,7 +10,7 @@ import tf_keras as keras
 
 from trainer import distribute
 from trainer.config import PRESETS
-from trainer.run import compile_model
+from trainer.recipe import compile_model
 
 TINY = PRESETS["tiny"]
 FAKE_GPUS = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU"),

@@ -19,7 +19,7 @@ import pytest
 
 from pipeline import cli
 from pipeline import config as config_lib
-from pipeline import metadata
+from pipeline.config import metadata
 
 PASSWORD_ENV = "TOKENLEARNER_MLMD_PASSWORD"
 PASSWORD = "s3cret-for-tests"

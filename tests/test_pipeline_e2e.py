@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline import cli
-from tests.conftest import CLASSES
+from tests.helpers import CLASSES
 
 pytestmark = pytest.mark.slow
 

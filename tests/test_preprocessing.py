@@ -9,7 +9,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from pipeline.pipeline import create_pipeline  # noqa: F401  (module strings below must resolve)
-from tests.conftest import png_bytes, random_images
+from tests.helpers import png_bytes, random_images
 from trainer import preprocessing, run
 from trainer.preprocessing import decode_images
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from pipeline import cli
-from pipeline import report_figures as figures
-from tests.conftest import REPO
+from pipeline.inspection import report_figures as figures
+from tests.helpers import REPO
 
 TEST_EXAMPLES = 300  # --limit 300: 300 test images
 
@@ -38,7 +38,7 @@ def report_dir(finished_run, tmp_path_factory) -> Path:
 def evaluation(finished_run):
     """(config, RunSummary) of the finished run, read back from MLMD as the report does."""
     from pipeline import config as config_lib
-    from pipeline import summary
+    from pipeline.inspection import summary
 
     config = config_lib.load(str(finished_run))
     return config, summary.collect(config)
@@ -96,7 +96,7 @@ def test_report_page_shows_every_figure_as_a_valid_png_of_its_size(report_dir):
 
 @pytest.mark.slow
 def test_confusion_matrix_from_tfma_counts_every_test_example(report_dir, evaluation):
-    from pipeline import report
+    from pipeline.inspection import report
 
     config, run = evaluation
     uri = _output(run, "Evaluator", "ModelEvaluation").uri
@@ -122,7 +122,7 @@ def test_confusion_matrix_from_tfma_counts_every_test_example(report_dir, evalua
 
 @pytest.mark.slow
 def test_report_card_and_lineage(report_dir, evaluation):
-    from pipeline import report
+    from pipeline.inspection import report
     from trainer.config import TrainerConfig
 
     config, run = evaluation
@@ -140,7 +140,7 @@ def test_report_card_and_lineage(report_dir, evaluation):
 
 @pytest.mark.slow
 def test_learning_curves_read_from_tensorboard_events_match_history_csv(evaluation, tmp_path):
-    from pipeline import report
+    from pipeline.inspection import report
 
     _, run = evaluation
     model_run = Path(_output(run, "Trainer", "ModelRun").uri)
@@ -187,7 +187,7 @@ def test_report_without_a_run_names_the_missing_config(tmp_path, capsys):
 def test_attention_maps_are_the_weights_the_token_learner_pools_with():
     import tensorflow as tf
 
-    from pipeline import report
+    from pipeline.inspection import report
     from trainer import vit
     from trainer.config import PRESETS
     import dataclasses

@@ -24,8 +24,9 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from pipeline import cli, predict
-from tests.conftest import SHARED_CIFAR, png_bytes, random_images
+from pipeline import cli
+from serving_client import predict
+from tests.helpers import SHARED_CIFAR, png_bytes, random_images
 from tests.tf_serving_emulation import EmulatedServer, ServingError, grpc_predict, rest_predict
 from trainer import export, serving_api
 
@@ -434,7 +435,7 @@ def test_pipeline_gives_the_trainer_the_configured_model_name(tmp_path):
     """run_fn writes the warmup requests for the model name it finds in custom_config (trainer/run.py)."""
     from pipeline.config import from_preset
     from pipeline.pipeline import create_pipeline
-    from trainer.run import MODEL_NAME_KEY
+    from trainer.contract import MODEL_NAME_KEY
 
     config = from_preset("tiny", data_root=str(tmp_path), output_dir=str(tmp_path), model_name="cifar-vit")
     trainers = [c for c in create_pipeline(config).components if "trainer" in c.id.lower()]

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.conftest import random_images
+from tests.helpers import random_images
 
 pytestmark = pytest.mark.slow
 

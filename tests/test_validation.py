@@ -8,7 +8,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components.validator import DataValidationError, GatingExecutor
 from pipeline.config import DEFAULT_SCHEMA
-from tests.conftest import png_bytes, random_images
+from tests.helpers import png_bytes, random_images
 
 IMAGE = png_bytes(random_images(1)[0])
 

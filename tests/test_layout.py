@@ -1,0 +1,110 @@
+"""The layout's rules, read from the source with `ast` (nothing is imported): no import cycle among the project's
+modules, the Trainer's entry module imported only by the Trainer (through its path string) and tests, the
+graph <-> trainer contract free of TensorFlow, and `pipeline/` holding the graph, its runners and subpackages."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from tests.helpers import REPO
+
+PACKAGES = ("pipeline", "components", "trainer", "serving_client")
+TRAINER_ENTRY = "trainer.run"
+
+
+def _module_name(path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _project_modules() -> dict[str, object]:
+    return {_module_name(p): p for package in PACKAGES for p in sorted((REPO / package).rglob("*.py"))}
+
+
+def _imports(path, name: str, known) -> set[str]:
+    """Project modules `path` imports anywhere in it (top level, functions, TYPE_CHECKING blocks)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            # `from a import b` imports module a.b where there is one, else the name b of module a.
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:  # `import a.b.c` of a module a.b: its longest known prefix
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return []
+
+
+def test_no_import_cycle_among_the_project_modules():
+    modules = _project_modules()
+    graph = {name: _imports(path, name, modules) for name, path in modules.items()}
+    assert sum(map(len, graph.values())) > 50, "the import graph is suspiciously small"
+    cycle = _cycle(graph)
+    assert not cycle, f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) == []
+
+
+def test_only_the_trainer_and_tests_import_the_trainer_entry_module():
+    known = set(_project_modules())
+    sources = [p for p in sorted(REPO.rglob("*.py")) if ".venv" not in p.parts and "tests" not in p.parts
+               and p.relative_to(REPO).parts[0] not in (".git",) and p != REPO / "trainer" / "run.py"]
+    assert len(sources) > 40
+    importers = [str(p.relative_to(REPO)) for p in sources if TRAINER_ENTRY in _imports(p, "", known)]
+    assert importers == [], f"{TRAINER_ENTRY} (TensorFlow, TFT, FLOPs) imported by {importers}; " \
+                            "import trainer.contract for the graph <-> trainer strings"
+
+
+def test_the_graph_trainer_contract_imports_nothing():
+    tree = ast.parse((REPO / "trainer" / "contract.py").read_text())
+    imported = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert [getattr(n, "module", None) for n in imported] == ["__future__"]
+
+
+def test_pipeline_top_level_holds_the_graph_the_runners_and_subpackages():
+    modules = sorted(p.name for p in (REPO / "pipeline").glob("*.py"))
+    assert modules == ["__init__.py", "kubeflow_runner.py", "local_runner.py", "pipeline.py", "vertex_runner.py"]
+    folders = sorted(p.name for p in (REPO / "pipeline").iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert all((REPO / "pipeline" / f / "__init__.py").is_file() for f in folders), folders
+
+
+def test_the_serving_client_loads_neither_the_pipeline_settings_nor_ml_metadata():
+    code = ("import sys, serving_client.predict; "
+            "print(sorted(m for m in sys.modules if m.startswith(('ml_metadata', 'pipeline.config', 'tfx'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
