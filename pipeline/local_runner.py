@@ -15,4 +15,5 @@ def run(config: PipelineConfig) -> None:
     os.makedirs(config.pipeline_root, exist_ok=True)
     connection = metadata.connection_config(config.metadata, config.metadata_path)
     metadata.check_connection(config.metadata, connection)  # a clear error naming the field, before any work
+    config.beam.check_job_server()  # likewise for a Flink or Spark job server
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata_connection_config=connection))

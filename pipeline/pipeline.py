@@ -7,7 +7,8 @@ ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform 
 """
 from __future__ import annotations
 
-from typing import Optional
+import dataclasses
+from typing import Any, Optional
 
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
@@ -45,22 +46,23 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         ])])
 
 
-def create_pipeline(config: PipelineConfig,
-                    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
-                    ) -> tfx.dsl.Pipeline:
-    """The TFX pipeline of `config`, the same for every runner.
+@dataclasses.dataclass(frozen=True)
+class DataComponents:
+    """The data-heavy front of the graph, every one a Beam job (the `beam_pipeline_args` decide where it runs)."""
 
-    Args:
-      config: where data is read and outputs go, the Beam profile, blessing thresholds and the trainer settings.
-      metadata_connection_config: the ML Metadata store of a local run (pipeline/config/metadata.py); None for
-        Kubeflow and Vertex, which bring their own.
+    example_gen: Any
+    statistics_gen: Any
+    schema_gen: Any
+    example_validator: Any
+    transform: Any
 
-    Returns a `tfx.dsl.Pipeline` of nine nodes (ids in trainer/contract.py): ImportExampleGen over the `train`,
-    `eval`, `test` splits written by `tokenlearner data`; StatisticsGen and the schema (curated or inferred); the
-    gated ExampleValidator; Transform (analyzed on `train`); the Trainer (`run_fn` of trainer/run.py, in the
-    pipeline or on Vertex AI); the latest-blessed-model resolver; the Evaluator on `test` (blessing per
-    `eval_config`); the Pusher, which publishes a blessed model to `config.push_dir`.
-    """
+    def __iter__(self):  # in pipeline order: `components=[*data, ...]`
+        return iter([getattr(self, f.name) for f in dataclasses.fields(self)])
+
+
+def data_components(config: PipelineConfig) -> DataComponents:
+    """ImportExampleGen over the `train`, `eval`, `test` splits written by `tokenlearner data` -> StatisticsGen and
+    the schema (curated or inferred) -> the gated ExampleValidator -> Transform (analyzed on `train`)."""
     example_gen = tfx.components.ImportExampleGen(
         input_base=config.data_root,
         input_config=tfx.proto.Input(splits=[
@@ -85,12 +87,49 @@ def create_pipeline(config: PipelineConfig,
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, materialize=False, disable_statistics=True,
         splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN]))
+    # Transform does not run on data that failed validation.
+    transform.add_upstream_node(example_validator)
+    return DataComponents(example_gen, statistics_gen, schema_gen, example_validator, transform)
+
+
+def evaluation_components(config: PipelineConfig, examples, model) -> tuple[Any, Any]:
+    """(the latest-blessed-model resolver, the Evaluator of `model` on the `test` split of `examples` against
+    it, blessing per `eval_config`)."""
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(contract.RESOLVER)
+    evaluator = tfx.components.Evaluator(
+        examples=examples, model=model, baseline_model=model_resolver.outputs["model"],
+        eval_config=eval_config(config), example_splits=[TEST],
+    ).with_id(contract.EVALUATOR)
+    return model_resolver, evaluator
+
+
+def create_pipeline(config: PipelineConfig,
+                    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+                    ) -> tfx.dsl.Pipeline:
+    """The TFX pipeline of `config`, the same for every runner.
+
+    Args:
+      config: where data is read and outputs go, the Beam profile, blessing thresholds and the trainer settings.
+      metadata_connection_config: the ML Metadata store of a local run (pipeline/config/metadata.py); None for
+        Kubeflow and Vertex, which bring their own.
+
+    Returns a `tfx.dsl.Pipeline` of nine nodes (ids in trainer/contract.py): `data_components` (ImportExampleGen,
+    StatisticsGen, the schema, the gated ExampleValidator, Transform); the Trainer (`run_fn` of trainer/run.py, in
+    the pipeline or on Vertex AI); `evaluation_components` (the latest-blessed-model resolver, the Evaluator on
+    `test`); the Pusher, which publishes a blessed model to `config.push_dir`.
+    """
+    data = data_components(config)
+    examples, schema = data.example_gen.outputs["examples"], data.schema_gen.outputs["schema"]
     trainer = trainer_component(  # in the pipeline, or a Vertex AI training job (config.vertex.training)
         config,
         run_fn=RUN_FN,
-        examples=example_gen.outputs["examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
+        examples=examples,
+        transform_graph=data.transform.outputs["transform_graph"],
+        schema=schema,
         train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
         custom_config={TRAINER_CONFIG_KEY: config.trainer.to_dict(), CLASS_NAMES_KEY: list(config.class_names),
@@ -98,18 +137,9 @@ def create_pipeline(config: PipelineConfig,
                        # Epoch checkpoints survive a killed run here; the next run resumes from them.
                        BACKUP_DIR_KEY: f"{config.pipeline_root}/{contract.TRAINER}/backup"},
     ).with_id(contract.TRAINER)
-    # Neither Transform nor Trainer runs on data that failed validation.
-    transform.add_upstream_node(example_validator)
-    trainer.add_upstream_node(example_validator)
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(contract.RESOLVER)
-    evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-        baseline_model=model_resolver.outputs["model"], eval_config=eval_config(config), example_splits=[TEST],
-    ).with_id(contract.EVALUATOR)
+    # The Trainer does not run on data that failed validation either.
+    trainer.add_upstream_node(data.example_validator)
+    model_resolver, evaluator = evaluation_components(config, examples, trainer.outputs["model"])
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
@@ -119,8 +149,7 @@ def create_pipeline(config: PipelineConfig,
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-                    model_resolver, evaluator, pusher],
+        components=[*data, trainer, model_resolver, evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=config.beam_pipeline_args,

@@ -3,12 +3,18 @@ profiles stop with the field named."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
 from pipeline import cli
 from pipeline import config as config_lib
+from pipeline.beam import BeamConfig
 from pipeline.config import ConfigError
+from tests.conftest import REPO
 
 IMAGE = "europe-docker.pkg.dev/proj/repo/tokenlearner:1.0"
 
@@ -106,3 +112,61 @@ def test_cli_flag_and_unknown_profile_exit_2(capsys):
     rc = cli.main(["compile", "--target", "kubeflow", "--image", IMAGE, "--data-root", "gs://b/d",
                    "--output", "gs://b/o", "--beam-profile", "flink"])
     assert rc == 2 and "beam_job_endpoint: required by beam_profile=flink" in capsys.readouterr().err
+
+
+# ---- a job server that is not there -------------------------------------------------------------------------
+
+def test_a_missing_job_server_is_one_named_error_in_seconds_and_nothing_is_written(shared_cifar, tmp_path):
+    """The issue's command, as a user types it (a fresh interpreter, the real data): Beam alone would wait 60 s
+    and then say only FutureTimeoutError."""
+    out = tmp_path / "out"
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--data", str(shared_cifar), "--preset",
+                           "tiny", "--limit", "600", "--beam-profile", "flink", "--set", "beam_job_endpoint=localhost:1",
+                           "--set", "beam_environment_type=LOOPBACK", "--output", str(out)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr
+    assert elapsed <= 15, elapsed
+    assert proc.stderr == ("tokenlearner: error: beam_job_endpoint localhost:1 (flink profile): no Beam job server "
+                           "answers (connection refused); start the Flink job server or fix --set "
+                           "beam_job_endpoint\n"), proc.stderr
+    assert proc.stdout == ""
+    assert not out.exists()
+
+
+def test_a_missing_job_server_overwrites_nothing_of_a_previous_run(tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "pipeline" / "tokenlearner-cifar10").mkdir(parents=True)
+    (out / "pipeline" / "tokenlearner-cifar10" / "config.json").write_text("{}")
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    rc = cli.main(["run", "--data", str(tmp_path / "not-read"), "--preset", "tiny", "--beam-profile", "spark",
+                   "--set", "beam_job_endpoint=localhost:1", "--set", "beam_environment_type=LOOPBACK",
+                   "--output", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("tokenlearner: error: beam_job_endpoint localhost:1 (spark profile): no Beam "
+                                      "job server answers") and "Spark job server" in err, err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_something_that_is_not_a_job_server_is_named_too():
+    with socket.socket() as listener:  # accepts TCP connections, never speaks gRPC
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        endpoint = f"127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(ConfigError, match=rf"beam_job_endpoint {endpoint} \(flink profile\): no Beam job server "
+                                              r"answers \(something listens there but no gRPC server answered"):
+            BeamConfig(profile="flink", job_endpoint=endpoint, environment_type="LOOPBACK").check_job_server(1)
+
+
+@pytest.mark.parametrize("endpoint, match", [
+    ("jobserver", "beam_job_endpoint: expected host:port"),
+    ("no-such-host.invalid:8099", "cannot resolve host 'no-such-host.invalid'"),
+])
+def test_bad_job_endpoints_name_the_field(endpoint, match):
+    with pytest.raises(ConfigError, match=match):
+        BeamConfig(profile="spark", job_endpoint=endpoint).check_job_server(1)
+
+
+def test_in_process_job_server_and_other_profiles_need_no_check():
+    BeamConfig(profile="flink", job_endpoint="embed", environment_type="LOOPBACK").check_job_server(1)
+    BeamConfig(profile="direct", job_endpoint="localhost:1").check_job_server(1)

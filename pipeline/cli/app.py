@@ -80,6 +80,7 @@ def _cmd_run(args) -> int:
     from pipeline.config import metadata  # the metadata store must answer too (MySQL: reachable, login accepted)
 
     metadata.check_connection(probe.metadata, metadata.connection_config(probe.metadata, probe.metadata_path))
+    probe.beam.check_job_server()  # a portable profile's job server answers (Beam alone would wait 60 s)
     data_root = cifar10.prepare(args.data, output / "data", limit=args.limit)
     manifest = cifar10.load_manifest(data_root)
     config = config_lib.apply_overrides(

@@ -1,12 +1,15 @@
 """Beam profiles: where the data-heavy components (ExampleGen, StatisticsGen, Transform, Evaluator) run.
 
 A profile is a typed, frozen `BeamConfig`; `pipeline_args` turns it into the exact `beam_pipeline_args` list the
-pipeline passes to every Beam-based component. Nothing here talks to a cluster: the list is plain data.
+pipeline passes to every Beam-based component; the list is plain data. The one place that talks to a cluster is
+`check_job_server`, which a local run calls before it starts: a portable profile's job server must answer.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import socket
+import typing
 
 from pipeline.config.errors import ConfigError
 
@@ -14,6 +17,9 @@ PROFILES = ("direct", "dataflow", "flink", "spark")
 # How a portable job server starts the Python SDK workers (Beam's --environment_type).
 ENVIRONMENT_TYPES = ("DOCKER", "EXTERNAL", "PROCESS", "LOOPBACK")
 AUTOSCALING = ("THROUGHPUT_BASED", "NONE")
+# Beam's --job_endpoint value that runs the job server inside this process (no cluster; tests, debugging).
+EMBEDDED_JOB_SERVER = "embed"
+JOB_SERVER_TIMEOUT_S = 10.0  # Beam itself waits 60 s (--job_server_timeout) and then says only FutureTimeoutError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,3 +116,37 @@ class BeamConfig:
             # project, so TFX does not build a TFX sdist for the workers to pip-install over the locked one.
             args.append(f"--sdk_container_image={image}")
         return args
+
+    def check_job_server(self, timeout_s: float = JOB_SERVER_TIMEOUT_S) -> None:
+        """A portable profile's job server must answer before any work starts (the condition Beam's
+        PortableRunner waits for: a ready gRPC channel), else one ConfigError naming the endpoint and the fix.
+        Other profiles, and the in-process `embed` job server, need nothing."""
+        if self.profile not in ("flink", "spark") or self.job_endpoint == EMBEDDED_JOB_SERVER:
+            return
+        host, _, port = self.job_endpoint.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"beam_job_endpoint: expected host:port (or {EMBEDDED_JOB_SERVER!r}), "
+                              f"got {self.job_endpoint!r}")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+                pass
+        except socket.gaierror:
+            self._no_job_server(f"cannot resolve host {host!r}")
+        except socket.timeout:
+            self._no_job_server(f"no answer in {timeout_s:g} s")
+        except OSError as e:
+            self._no_job_server((e.strerror or str(e)).lower())
+        import grpc  # Beam's own dependency; only needed when something listens
+
+        channel = grpc.insecure_channel(self.job_endpoint)
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            self._no_job_server(f"something listens there but no gRPC server answered in {timeout_s:g} s")
+        finally:
+            channel.close()
+
+    def _no_job_server(self, reason: str) -> typing.NoReturn:
+        raise ConfigError(f"beam_job_endpoint {self.job_endpoint} ({self.profile} profile): no Beam job server "
+                          f"answers ({reason}); start the {self.profile.capitalize()} job server or fix "
+                          f"--set beam_job_endpoint")
