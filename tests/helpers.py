@@ -1,11 +1,13 @@
 """Helpers the tests share (fixtures are in conftest.py): synthetic images and CIFAR-10 files in the official
-layouts, and a tiny real exported model."""
+layouts, a tiny real exported model, and the CLI run in a fresh interpreter (the shared tiny run)."""
 from __future__ import annotations
 
 import dataclasses
 import io
 import os
 import pickle
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -14,6 +16,29 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = Path(os.environ.get("TOKENLEARNER_SHARED", REPO.parent / "shared")) / "data/cifar10/cifar10-jpg.tar.gz"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+# ------------------------------------------------------------------------------------- the shared tiny pipeline run
+
+@dataclasses.dataclass(frozen=True)
+class TinyRun:
+    """A finished `tokenlearner run --preset tiny --limit 300` with default settings (Beam DirectRunner, two
+    worker processes), shared by every test that only reads a run (fixture `tiny_run`). Read it, never write into
+    it; the one test that runs again into `output` (test_pipeline_e2e's cached re-run) leaves the first run's
+    artifacts as they are, so readers name the first run by `run_id` instead of asking for the latest."""
+
+    output: Path  # the --output folder
+    console: str  # everything the run printed, stdout and stderr, Beam workers and interpreter exit included
+    run_id: str  # the first run, as MLMD names it (the first line of the summary)
+
+
+TINY_RUN_LIMIT = 300  # images per class-balanced split: 270 train + 30 eval, 300 test
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """`tokenlearner ARGS` in a fresh interpreter, as a user runs it; stdout and stderr merged, as on a console."""
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 
 def png_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:

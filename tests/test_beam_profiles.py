@@ -12,9 +12,9 @@ import pytest
 
 from pipeline import cli
 from pipeline import config as config_lib
-from pipeline.beam import BeamConfig
+from pipeline.config.beam import BeamConfig
 from pipeline.config import ConfigError
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 IMAGE = "europe-docker.pkg.dev/proj/repo/tokenlearner:1.0"
 

@@ -28,12 +28,16 @@ def _test_jpegs(archive: Path, per_class: int = 2) -> list[tuple[bytes, int]]:
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(shared_cifar, tmp_path_factory):
-    output = tmp_path_factory.mktemp("run")
-    rc = cli.main(["run", "--data", str(shared_cifar), "--preset", "tiny", "--limit", "300",
-                   "--output", str(output)])
-    assert rc == 0
-    return output
+def pipeline_run(tiny_run) -> Path:
+    """The shared tiny run (tests/conftest.py): `tokenlearner run --preset tiny --limit 300`, default settings."""
+    return tiny_run.output
+
+
+def test_a_clean_run_prints_no_traceback(tiny_run):
+    # What the user saw: the whole console of the run, Beam worker processes and interpreter exit included.
+    assert f"run {tiny_run.run_id}" in tiny_run.console and "pushed " in tiny_run.console  # it did run
+    assert "Traceback" not in tiny_run.console, tiny_run.console
+    assert "Exception ignored" not in tiny_run.console, tiny_run.console
 
 
 def test_run_pushes_a_versioned_model(pipeline_run, capsys):

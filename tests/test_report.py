@@ -12,36 +12,31 @@ import pytest
 
 from pipeline import cli
 from pipeline.inspection import report_figures as figures
-from tests.helpers import REPO
+from tests.helpers import REPO, TINY_RUN_LIMIT
 
 TEST_EXAMPLES = 300  # --limit 300: 300 test images
 
 
 @pytest.fixture(scope="module")
-def finished_run(shared_cifar, tmp_path_factory) -> Path:
-    output = tmp_path_factory.mktemp("run")
-    # beam_workers=1: Beam in-process (the multi-processing default is covered by test_pipeline_e2e.py).
-    rc = cli.main(["run", "--data", str(shared_cifar), "--preset", "tiny", "--limit", str(TEST_EXAMPLES),
-                   "--output", str(output), "--set", "beam_workers=1"])
-    assert rc == 0
-    return output
+def finished_run(tiny_run) -> Path:
+    """The shared tiny run (tests/conftest.py): `tokenlearner run --preset tiny --limit 300`, default settings."""
+    assert TEST_EXAMPLES == TINY_RUN_LIMIT
+    return tiny_run.output
 
 
 @pytest.fixture(scope="module")
-def report_dir(finished_run, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("report")
-    assert cli.main(["report", "--output", str(finished_run), "--out", str(out)]) == 0
-    return out
+def report_dir(tiny_report) -> Path:
+    return tiny_report
 
 
 @pytest.fixture(scope="module")
-def evaluation(finished_run):
+def evaluation(finished_run, tiny_run):
     """(config, RunSummary) of the finished run, read back from MLMD as the report does."""
     from pipeline import config as config_lib
     from pipeline.inspection import summary
 
     config = config_lib.load(str(finished_run))
-    return config, summary.collect(config)
+    return config, summary.collect(config, tiny_run.run_id)
 
 
 def _output(run, component: str, type_name: str):
@@ -92,6 +87,34 @@ def test_report_page_shows_every_figure_as_a_valid_png_of_its_size(report_dir):
     # Self-contained: no scripts, no stylesheets or images from elsewhere.
     assert not {"script", "link", "iframe"} & page.tags
     assert not [link for link in page.links if re.match(r"[a-z]+:", link) and not link.startswith("#")]
+
+
+@pytest.mark.slow
+def test_report_in_a_real_browser_loads_every_figure_without_errors_or_overflow(report_dir, tmp_path):
+    """report.html in headless Chromium at a laptop's 1280 px: every image decoded at its PNG's size, nothing in
+    the console, nothing wider than the window. The screenshot stays in the test's tmp folder."""
+    from PIL import Image
+
+    from tests import browser
+
+    chromium, chromedriver = browser.binaries()
+    if not (chromium and chromedriver):
+        pytest.skip("headless Chromium not installed (apt-get install chromium chromium-driver; .ci/run does)")
+    with browser.Browser(chromium, chromedriver, width=1280) as page:
+        page.open((report_dir / "report.html").as_uri())
+        images = page.run("return [...document.images].map(i => ({src: i.getAttribute('src'), complete: i.complete,"
+                          " natural: [i.naturalWidth, i.naturalHeight]}))")
+        width, scroll_width = page.run("return [window.innerWidth, document.scrollingElement.scrollWidth]")
+        errors = [entry for entry in page.console() if entry["level"] == "SEVERE"]
+        shot = page.screenshot(tmp_path / "report.png")
+    assert sorted(image["src"] for image in images) == sorted(EXPECTED_FIGURES)
+    for image in images:
+        with Image.open(report_dir / image["src"]) as png:
+            assert image["complete"] and image["natural"] == list(png.size), image
+    assert not errors, errors
+    assert width == 1280 and scroll_width <= width, (scroll_width, width)
+    with Image.open(shot) as screenshot:
+        assert screenshot.size[0] == 1280
 
 
 @pytest.mark.slow

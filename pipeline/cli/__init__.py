@@ -6,7 +6,8 @@
 - flops.py: `flops` (the work is in trainer/flops.py);
 - report.py: `report` and `tensorboard` (the work is in pipeline/inspection/);
 - options.py: the options several subcommands share (--preset, --set, --beam-profile);
-- exit_codes.py: the exit codes, each named once.
+- exit_codes.py: the exit codes, each named once;
+- console.py: the program's stderr (and its Beam workers') without TensorFlow's shutdown-time message.
 
 `main` (pyproject's `tokenlearner` entry point, also `python -m pipeline.cli`) loads the parser when called: this
 file imports nothing, so `pipeline.cli.exit_codes` stays cheap to import for the serving client.

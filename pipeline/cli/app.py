@@ -177,9 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parses `argv` (default: sys.argv), runs the subcommand and returns its exit code (exit_codes.py)."""
+    """Parses `argv` (default: sys.argv), runs the subcommand and returns its exit code (exit_codes.py).
+
+    `argv` None is the program itself: its console goes through pipeline/cli/console.py (TensorFlow's shutdown
+    message dropped). A list is a call from Python (tests), which leaves the caller's streams alone."""
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbosity)
+    if argv is None and args.verbosity <= 0:  # -v shows everything, TensorFlow's shutdown noise included
+        from pipeline.cli import console
+
+        with console.without_tf_shutdown_messages():
+            return _run(args)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except (cifar10.DataError, config_lib.ConfigError) as e:
