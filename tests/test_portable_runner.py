@@ -73,6 +73,7 @@ def direct_run(tiny_run: TinyRun):
 def portable_run(direct, output: Path) -> Outputs:
     """The same data through the flink profile's Beam args, in a pipeline root of its own under `output`."""
     from tfx import v1 as tfx
+    from tfx import version as tfx_version
 
     from pipeline import config as config_lib
     from pipeline import metadata
@@ -85,8 +86,10 @@ def portable_run(direct, output: Path) -> Outputs:
     assert config.beam_pipeline_args == ["--runner=PortableRunner", "--job_endpoint=embed",
                                          "--environment_type=LOOPBACK"]
     data = pipeline_lib.data_components(config)
-    # The DirectRunner run's trained model, so that the two Evaluators score the same weights.
-    model = tfx.dsl.Importer(source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.Model
+    # The DirectRunner run's trained model, so that the two Evaluators score the same weights. Without a
+    # tfx_version the Evaluator would take it for a pre-0.26 artifact and look in <uri>/serving_model_dir.
+    model = tfx.dsl.Importer(source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.Model,
+                             custom_properties={"tfx_version": tfx_version.__version__}
                              ).with_id("direct_runner_model")
     resolver, evaluator = pipeline_lib.evaluation_components(config, data.example_gen.outputs["examples"],
                                                              model.outputs["result"])
