@@ -76,7 +76,7 @@ def portable_run(direct, output: Path) -> Outputs:
     from tfx import version as tfx_version
 
     from pipeline import config as config_lib
-    from pipeline import metadata
+    from pipeline.config import metadata
     from pipeline import pipeline as pipeline_lib
 
     direct_config, _, model_uri = direct
