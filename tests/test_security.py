@@ -181,3 +181,98 @@ def test_predict_refuses_a_server_it_cannot_trust(tls_server, tls_files, images,
 def test_tls_options_misused_are_usage_errors(options, match, images, capsys):
     rc, _, err = predict_cli(capsys, images, *options)
     assert rc == 2 and len(err) == 1 and match in err[0], err
+
+
+# ------------------------------------------------------------------------------ container image and manifests
+
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
+
+
+def pod_spec(doc: dict) -> dict:
+    spec = doc["spec"]
+    if doc["kind"] == "Pod":
+        return spec
+    if doc["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec["template"]["spec"]
+
+
+def workload_violations(doc: dict) -> list[str]:
+    """What a workload does against the policy: non-root, read-only root filesystem, no privilege escalation, all
+    capabilities dropped, CPU and memory limits, no service account token unless needed, pinned image tags."""
+    pod = pod_spec(doc)
+    where = f"{doc['kind']}/{doc['metadata']['name']}"
+    problems = []
+    pod_security = pod.get("securityContext", {})
+    if pod.get("automountServiceAccountToken") is not False:
+        problems.append(f"{where}: automountServiceAccountToken must be false")
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        name, security = f"{where}/{c['name']}", c.get("securityContext", {})
+        if not (security.get("runAsNonRoot", pod_security.get("runAsNonRoot")) is True):
+            problems.append(f"{name}: runAsNonRoot")
+        if security.get("runAsUser", pod_security.get("runAsUser")) == 0:
+            problems.append(f"{name}: runAsUser 0")
+        if security.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{name}: readOnlyRootFilesystem")
+        if security.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation")
+        if security.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if "ALL" not in security.get("capabilities", {}).get("drop", []) or security["capabilities"].get("add"):
+            problems.append(f"{name}: capabilities must drop ALL and add none")
+        limits = c.get("resources", {}).get("limits", {})
+        if not {"cpu", "memory"} <= set(limits):
+            problems.append(f"{name}: resources.limits cpu and memory")
+        image = c["image"]
+        if ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest"):
+            problems.append(f"{name}: image {image} must have a pinned tag")
+    return problems
+
+
+def deploy_documents() -> list[tuple[Path, dict]]:
+    import yaml
+
+    return [(path, doc) for path in sorted((REPO / "deploy").rglob("*.y*ml"))
+            for doc in yaml.safe_load_all(path.read_text()) if isinstance(doc, dict)]
+
+
+def test_every_kubernetes_workload_in_deploy_meets_the_policy():
+    workloads = [doc for _, doc in deploy_documents() if doc.get("kind") in WORKLOADS]
+    assert workloads, "no Kubernetes workload found under deploy/"
+    assert [p for doc in workloads for p in workload_violations(doc)] == []
+
+
+def test_the_policy_check_catches_a_weakened_manifest():
+    (doc,) = [doc for _, doc in deploy_documents() if doc.get("kind") == "Deployment"]
+    weak = pickle.loads(pickle.dumps(doc))
+    container = pod_spec(weak)["containers"][0]
+    container["securityContext"] = {"allowPrivilegeEscalation": True, "capabilities": {"add": ["NET_ADMIN"]}}
+    del container["resources"]["limits"]
+    pod_spec(weak)["securityContext"]["runAsNonRoot"] = False
+    problems = " ".join(workload_violations(weak))
+    for expected in ("runAsNonRoot", "readOnlyRootFilesystem", "allowPrivilegeEscalation", "drop ALL",
+                     "resources.limits"):
+        assert expected in problems
+
+
+def test_compose_services_meet_the_same_policy():
+    services = [(path, name, s) for path, doc in deploy_documents() if "services" in doc
+                for name, s in doc["services"].items()]
+    assert services
+    for path, name, service in services:
+        user = str(service.get("user", "0")).split(":")[0]
+        assert user not in ("0", "root"), f"{path}:{name}: runs as root"
+        assert service.get("read_only") is True and "ALL" in service.get("cap_drop", [])
+        assert "no-new-privileges:true" in service.get("security_opt", [])
+        assert {"cpus", "memory"} <= set(service["deploy"]["resources"]["limits"])
+
+
+def test_the_pipeline_image_runs_as_a_numeric_non_root_user():
+    text = (REPO / "deploy" / "Dockerfile").read_text()
+    final_stage = re.split(r"^FROM .*$", text, flags=re.M)[-1]
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.M))
+    users = re.findall(r"^USER (\S+)$", final_stage, flags=re.M)
+    assert users, "the final stage sets no USER: the image would run as root"
+    uid = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], users[-1]).split(":")[0]
+    assert uid.isdigit() and int(uid) != 0  # numeric, so Kubernetes' runAsNonRoot can verify it
+    assert not re.search(r"chmod [ugo]*\+s|setcap|sudo|^ADD https?://", text, flags=re.M)
