@@ -199,6 +199,20 @@ def test_password_comes_only_from_the_named_environment_variable(monkeypatch):
     assert connection.mysql.password == "pw" and "pw" not in str(cfg.__dict__)
 
 
+def test_the_password_is_masked_in_every_log_record(monkeypatch, caplog):
+    """TFX's LocalDagRunner logs the connection config, password included, at INFO ("Using connection config")."""
+    monkeypatch.setenv("TL_TEST_PW", "pw-to-mask-0815")
+    connection = metadata.connection_config(metadata.MetadataConfig(backend="mysql", password_env="TL_TEST_PW"),
+                                            "unused.sqlite")
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("absl").info("Using connection config:\n %s", connection.mysql)
+        logging.getLogger("anything").warning("password=%s", "pw-to-mask-0815")
+    assert "pw-to-mask-0815" not in caplog.text and all("***" in r.getMessage() for r in caplog.records)
+    assert 'user: "mlmd"' in caplog.text
+
+
 @pytest.mark.parametrize("pairs, match", [
     (["metadata_backend=postgres"], "metadata_backend: unknown 'postgres'"),
     (["metadata_backend=mysql", "metadata_host="], "metadata_host: required by metadata_backend=mysql"),
