@@ -206,9 +206,9 @@ def test_the_password_is_masked_in_every_log_record(monkeypatch, caplog):
                                             "unused.sqlite")
     import logging
 
-    with caplog.at_level(logging.INFO):
-        logging.getLogger("absl").info("Using connection config:\n %s", connection.mysql)
-        logging.getLogger("anything").warning("password=%s", "pw-to-mask-0815")
+    with caplog.at_level(logging.INFO, logger="masking-test"):  # any logger: the masking is in the log records
+        logging.getLogger("masking-test").info("Using connection config:\n %s", connection.mysql)
+        logging.getLogger("masking-test").warning("password=%s", "pw-to-mask-0815")
     assert "pw-to-mask-0815" not in caplog.text and all("***" in r.getMessage() for r in caplog.records)
     assert 'user: "mlmd"' in caplog.text
 
