@@ -14,10 +14,8 @@ import pytest
 
 from components import cifar10
 from pipeline import cli
-from tests.helpers import make_tar, write_official
+from tests.helpers import REPO, make_tar, write_official
 from tests.hostile_data import PAYLOADS, Reducer, hostile_batch, py2_pickle, write_official_py2, write_tar
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(argv, capsys) -> tuple[int, list[str]]:
