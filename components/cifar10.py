@@ -2,13 +2,16 @@
 
 Sources, detected from what the path holds:
 - the official ``cifar-10-python.tar.gz`` (downloaded by default, MD5 checked), as the archive or its extracted
-  ``cifar-10-batches-py`` folder;
+  ``cifar-10-batches-py`` folder. Its batches are pickles, read by a restricted unpickler that builds only what the
+  official batches hold (dicts, lists, bytes, ints, uint8 arrays) and runs no code; a local archive whose MD5 is not
+  the official release's is a warning (``strict``: an error);
 - an image-folder layout ``train/<class>/*.png|jpg`` + ``test/<class>/...``, as a folder or a ``.tar.gz``.
 
 Output ``<out_root>/<dataset id>/``: ``train/``, ``eval/`` (every 10th training image of each class: 45,000 /
 5,000), ``test/``, ``classes.txt`` and ``manifest.json``. It is built in a staging folder and renamed into place
 only when complete, so an existing dataset is never overwritten or half-written. Memory stays bounded: pixels are
-staged on disk and encoded by worker processes in a stream.
+staged on disk and encoded by worker processes in a stream. Reading is bounded (members, bytes per member, bytes in
+all): a hostile or broken source is refused with one line saying where and why reading stopped.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import hashlib
 import io
 import json
 import logging
+import lzma
 import multiprocessing
 import os
 import pickle
@@ -25,6 +29,7 @@ import sys
 import tarfile
 import time
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -42,6 +47,12 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 EVAL_EVERY = 10  # every 10th training image of each class goes to the validation split
 SHARD_SIZE = 5000
 ENCODE_WINDOW = 1024
+# Bounds on what a source may make us read. The official archive has 8 members, 178 MB unpacked, batches of 31 MB;
+# the image-folder CIFAR-10 has 60,000 files of a few KB. Generous multiples of that, far below what would hurt.
+MAX_MEMBERS = 200_000  # archive members or folder files
+MAX_BATCH_BYTES = 64 * 2**20  # one pickled batch
+MAX_IMAGE_BYTES = 2**20  # one image file (a 32x32 PNG/JPEG is a few KB)
+MAX_TOTAL_BYTES = 2**30  # an archive's unpacked stream
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +109,62 @@ def download(url: str = OFFICIAL_URL, cache_dir: Path | None = None, md5: str | 
 
 
 def _tar_members(path: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
-    """(archive, member) in archive order, streaming: TarFile would otherwise keep all 60,000 members' TarInfo."""
+    """(archive, member) in archive order, streaming: TarFile would otherwise keep all 60,000 members' TarInfo.
+    Stops with a DataError past MAX_MEMBERS members or MAX_TOTAL_BYTES of unpacked stream (checked on each header,
+    before its data is decompressed): a tar or gzip bomb costs a bounded read."""
     try:
         with tarfile.open(path, "r:*") as tar:
-            for member in tar:
+            for count, member in enumerate(tar, 1):
+                if count > MAX_MEMBERS:
+                    raise DataError(f"{path}: stopped reading after {MAX_MEMBERS:,} members (CIFAR-10 has 60,000 "
+                                    f"images); not a CIFAR-10 archive")
+                if member.offset_data + member.size > MAX_TOTAL_BYTES:
+                    raise DataError(f"{path}: stopped reading at member {member.name}: the archive unpacks to more "
+                                    f"than {MAX_TOTAL_BYTES / 2**30:g} GiB (CIFAR-10 is 0.2 GB); not a CIFAR-10 "
+                                    f"archive")
                 yield tar, member
                 tar.members = []
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise DataError(f"{path}: not a readable tar archive ({e})") from e
+    except _READ_ERRORS as e:
+        raise DataError(f"{path}: not a readable tar archive, or truncated ({e})") from e
+
+
+# What reading a damaged archive raises: tar, gzip/zlib, bz2 (OSError), xz.
+_READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, where: str, limit: int) -> bytes:
+    """A member's bytes, refused above `limit` before anything is read; a truncated archive is a DataError."""
+    if member.size > limit:
+        raise DataError(f"{where}: {member.size:,} bytes, more than the {limit:,} allowed for this file; not "
+                        f"CIFAR-10")
+    try:
+        return tar.extractfile(member).read()
+    except _READ_ERRORS as e:
+        raise DataError(f"{where}: cannot read it from the archive, truncated or corrupt ({e})") from None
+
+
+def _read_file(path: Path, limit: int) -> bytes:
+    """A file's bytes, at most `limit` (a link to /dev/zero or a huge file is refused, not read to the end)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(data) > limit:
+        raise DataError(f"{path}: more than the {limit:,} bytes allowed for this file; not CIFAR-10")
+    return data
+
+
+def _walk_files(path: Path) -> list[str]:
+    """Relative paths of the files under `path`, at most MAX_MEMBERS."""
+    files = []
+    for d, _, names in os.walk(path):
+        for f in names:
+            files.append(os.path.relpath(os.path.join(d, f), path))
+            if len(files) > MAX_MEMBERS:
+                raise DataError(f"{path}: stopped listing after {MAX_MEMBERS:,} files (CIFAR-10 has 60,000 images); "
+                                f"not a CIFAR-10 folder")
+    return files
 
 
 def detect(path: Path) -> str:
@@ -137,7 +196,7 @@ def _stage_selected(archive: Path, splits: dict[str, list[Item]], blob: Path) ->
     with open(blob, "wb") as out:
         for tar, member in _tar_members(archive):
             if member.isfile() and member.name in wanted:
-                data = tar.extractfile(member).read()
+                data = _read_member(tar, member, f"{archive}:{member.name}", MAX_IMAGE_BYTES)
                 where[member.name] = (out.tell(), len(data))
                 out.write(data)
     return {s: [dataclasses.replace(it, ref=str(blob), row=where[it.ref][0], size=where[it.ref][1],
@@ -221,11 +280,102 @@ def _index_folder(files: list[str], where: str, base: Path | None = None) -> tup
     return out, class_names
 
 
-def _unpickle(path: Path, data) -> dict:
+_NUMPY_RECONSTRUCT = np.empty(0).__reduce__()[0]  # numpy.core.multiarray._reconstruct, wherever numpy keeps it
+
+
+class _ArrayType:
+    """What the pickle's ``numpy.ndarray`` global becomes: a token accepted only as _reconstruct's first argument.
+    Handing out the real class would let a pickle call ``ndarray(shape)`` and allocate any amount of memory."""
+
+    __slots__ = ()
+
+
+def _reconstruct(subtype, shape, dtype_code):
+    """numpy's ``_reconstruct(ndarray, (0,), b'b')``, the empty array a pickled array starts as (its bytes come with
+    the state that follows, checked by numpy against shape and dtype); anything else is refused."""
+    if not isinstance(subtype, _ArrayType) or shape != (0,) or not isinstance(dtype_code, bytes):
+        raise pickle.UnpicklingError(f"unexpected array reconstruction _reconstruct({subtype!r}, {shape!r}, "
+                                     f"{dtype_code!r})")
+    return _NUMPY_RECONSTRUCT(np.ndarray, (0,), dtype_code)
+
+
+def _latin1(text, encoding):
+    """``_codecs.encode(text, 'latin1')``: how Python 3 spells bytes in a protocol-2 pickle (Python 2's official
+    batches store them directly). Only that encoding: other codecs are refused."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refused _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for a global outside the allowlist: it would have run or built something arbitrary."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Builds only what the official CIFAR-10 python batches hold. Their pickles (protocol 2, written by Python 2)
+    reference exactly three globals: ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray`` and
+    ``numpy.dtype``; dicts, lists, str (bytes here) and ints need none. Python 3 re-pickles at protocol 2 add
+    ``_codecs.encode`` for bytes, and numpy 2 names the module ``numpy._core.multiarray``. Every other global
+    (``os.system``, ``builtins.eval``, ...) is refused before it is looked up, so no code from the data runs."""
+
+    def __init__(self, data: bytes):
+        super().__init__(io.BytesIO(data), encoding="bytes")  # Python 2 str -> bytes, as the batches need
+
+    def find_class(self, module: str, name: str):
+        if name == "_reconstruct" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            return _reconstruct
+        if (module, name) == ("numpy", "ndarray"):
+            return _ArrayType()
+        if (module, name) == ("numpy", "dtype"):
+            return np.dtype
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1
+        raise RefusedGlobal(f"{module}.{name}")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("persistent ids are not part of a CIFAR-10 batch")
+
+
+def _unpickle(path: Path, data: bytes) -> dict:
+    """A batch pickle -> dict with str keys, through the restricted unpickler; any failure is one DataError."""
     try:
-        return pickle.loads(data, encoding="bytes")
+        batch = _BatchUnpickler(data).load()
+    except RefusedGlobal as e:
+        raise DataError(f"{path}: refused to unpickle global {e} (a CIFAR-10 batch holds only dicts, lists, bytes, "
+                        f"ints and numpy arrays); the file is not CIFAR-10 and may be hostile, nothing of it was "
+                        f"run") from None
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing here
-        raise DataError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {e})") from e
+        raise DataError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"{path}: not a CIFAR-10 python batch (a pickled {type(batch).__name__}, expected a dict)")
+    return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in batch.items()}
+
+
+def _text(value) -> str | None:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value if isinstance(value, str) else None
+
+
+def _batch_arrays(name: str, batch: dict) -> tuple[np.ndarray, list[int]]:
+    """The checked 'data' (uint8, (N, 3072)) and 'labels' (N ints in 0..9) of a batch."""
+    if "data" not in batch or "labels" not in batch:
+        raise DataError(f"{name}: missing key(s) {[k for k in ('data', 'labels') if k not in batch]}; a CIFAR-10 "
+                        f"batch has 'data' and 'labels' (found {sorted(batch)[:10]})")
+    pixels, labels = batch["data"], batch["labels"]
+    if not isinstance(pixels, np.ndarray) or pixels.ndim != 2 or pixels.shape[1] != 3 * IMAGE_SIZE ** 2 \
+            or pixels.dtype != np.uint8:
+        raise DataError(f"{name}: field 'data' must be a uint8 array of shape (N, 3072) (32x32 RGB, "
+                        f"channel-major); got {getattr(pixels, 'dtype', type(pixels).__name__)} "
+                        f"{getattr(pixels, 'shape', '')}")
+    if isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu":
+        labels = labels.tolist()
+    if not isinstance(labels, (list, tuple)) or len(labels) != len(pixels):
+        raise DataError(f"{name}: field 'labels' must be a list with one label per row of 'data' ({len(pixels)}); "
+                        f"got {type(labels).__name__}"
+                        + (f" of {len(labels)}" if isinstance(labels, (list, tuple)) else ""))
+    for i, label in enumerate(labels):
+        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < len(CIFAR10_CLASSES):
+            raise DataError(f"{name}: labels[{i}] = {label!r} is out of range; expected 0..9")
+    return pixels, list(labels)
 
 
 def _official_batches(source: Path) -> Iterator[tuple[str, bytes]]:
@@ -237,13 +387,14 @@ def _official_batches(source: Path) -> Iterator[tuple[str, bytes]]:
         for name in sorted(wanted):
             if (root / name).is_file():
                 seen.add(name)
-                yield str(root / name), (root / name).read_bytes()
+                yield str(root / name), _read_file(root / name, MAX_BATCH_BYTES)
     else:
         for tar, member in _tar_members(source):
             name = Path(member.name).name
             if member.isfile() and name in wanted:
                 seen.add(name)
-                yield f"{source}:{member.name}", tar.extractfile(member).read()
+                where = f"{source}:{member.name}"
+                yield where, _read_member(tar, member, where, MAX_BATCH_BYTES)
     missing = sorted(wanted - seen)
     if missing:
         raise DataError(f"{source}: missing {missing}; expected the files of {OFFICIAL_DIR}/")
@@ -257,21 +408,14 @@ def _index_official(source: Path, staging: Path) -> tuple[dict[str, list[Item]],
         batch = _unpickle(Path(name), data)
         member = Path(name.split(":")[-1]).name
         if member == "batches.meta":
-            class_names = [n.decode() for n in batch.get(b"label_names", [])]
+            names = batch.get("label_names", [])
+            class_names = [_text(n) for n in names] if isinstance(names, (list, tuple)) else [None]
+            if None in class_names:
+                raise DataError(f"{name}: 'label_names' must be a list of class names (bytes or str)")
             continue
-        pixels, labels = batch.get(b"data"), batch.get(b"labels")
-        if not isinstance(pixels, np.ndarray) or pixels.ndim != 2 or pixels.shape[1] != 3 * IMAGE_SIZE ** 2 \
-                or pixels.dtype != np.uint8:
-            raise DataError(f"{name}: field 'data' must be a uint8 array of shape (N, 3072) (32x32 RGB, "
-                            f"channel-major); got {getattr(pixels, 'dtype', type(pixels))} "
-                            f"{getattr(pixels, 'shape', '')}")
-        if labels is None or len(labels) != len(pixels):
-            raise DataError(f"{name}: field 'labels' must have one label per row of 'data' ({len(pixels)})")
-        for i, label in enumerate(labels):
-            if not 0 <= int(label) < len(CIFAR10_CLASSES):
-                raise DataError(f"{name}: labels[{i}] = {label} is out of range; expected 0..9")
+        pixels, labels = _batch_arrays(name, batch)
         np.save(staging / f"{member}.npy", pixels.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1))
-        labels_of[member] = [int(x) for x in labels]
+        labels_of[member] = labels
     # Positions within each class follow the official batch order, whatever order the archive stores them in.
     rows: dict[str, list[Item]] = {"train": [], "test": []}
     for member in (*OFFICIAL_TRAIN_BATCHES, OFFICIAL_TEST_BATCH):
@@ -298,19 +442,26 @@ def _load(item: Item):
         if item.ref not in _PIXELS:
             _PIXELS[item.ref] = np.load(item.ref, mmap_mode="r")
         return Image.fromarray(np.asarray(_PIXELS[item.ref][item.row]))
-    source = item.ref
-    if item.size:  # encoded bytes staged from an archive
+    if item.size:  # encoded bytes staged from an archive (their size was bounded when staged)
         with open(item.ref, "rb") as f:
             f.seek(item.row)
-            source = io.BytesIO(f.read(item.size))
+            data = f.read(item.size)
+    else:
+        data = _read_file(Path(item.ref), MAX_IMAGE_BYTES)
+    where = item.display or item.ref
     try:
-        with Image.open(source) as image:
+        with Image.open(io.BytesIO(data)) as image:
+            # The header's size is checked before any pixel is decoded: a decompression bomb costs nothing.
+            if image.size != (IMAGE_SIZE, IMAGE_SIZE) or image.mode != "RGB":
+                raise DataError(f"{where}: expected a {IMAGE_SIZE}x{IMAGE_SIZE} RGB image, got "
+                                f"{image.size[0]}x{image.size[1]} {image.mode}")
             image.load()
+    except DataError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DataError(f"{item.display or item.ref}: not a readable image ({e})") from e
-    if image.size != (IMAGE_SIZE, IMAGE_SIZE) or image.mode != "RGB":
-        raise DataError(f"{item.display or item.ref}: expected a {IMAGE_SIZE}x{IMAGE_SIZE} RGB image, got "
-                        f"{image.size[0]}x{image.size[1]} {image.mode}")
+        raise DataError(f"{where}: not a readable image ({e})") from None
+    except Exception as e:  # noqa: BLE001 - Pillow's decoders raise many types (ValueError, DecompressionBombError)
+        raise DataError(f"{where}: not a readable image ({type(e).__name__}: {e})") from None
     return image
 
 
@@ -383,31 +534,57 @@ def _fingerprint(path: Path) -> str:
     return hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:10]
 
 
-def resolve_source(source: str | None, cache_dir: Path | None = None) -> Path:
-    """None / 'official' -> the downloaded official archive; an http(s)/file URL -> that archive, MD5 checked;
-    anything else is a local path."""
+def resolve_source(source: str | None, cache_dir: Path | None = None, md5: str | None = None) -> Path:
+    """None / 'official' -> the downloaded official archive; an http(s)/file URL -> that archive, MD5 checked
+    (against `md5` when given, else the official MD5); anything else is a local path."""
     if source in (None, "", "official"):
         return download(OFFICIAL_URL, cache_dir)
     if source.startswith(("http://", "https://", "file://")):
-        return download(source, cache_dir)
+        return download(source, cache_dir, md5)
     return Path(source).expanduser()
 
 
+def check_official_release(path: Path, strict: bool = False) -> str | None:
+    """None when an official-format source is the official release byte for byte (archive MD5); else what is wrong
+    (a re-packed archive, a mirror with another MD5, an extracted folder, which cannot be checked), or under
+    `strict` a DataError. Such data is still usable: its pickles are read only through the restricted unpickler."""
+    if path.is_dir():
+        problem = "is an extracted folder, which cannot be checked against the official archive's MD5"
+    else:
+        actual = _md5(path)
+        if actual == OFFICIAL_MD5:
+            return None
+        problem = f"has MD5 {actual}, not the official release's {OFFICIAL_MD5}"
+    if strict:
+        raise DataError(f"{path} {problem}; --strict accepts only the official CIFAR-10 python archive")
+    return f"{path} {problem}: not the official CIFAR-10 release (read with the restricted unpickler, no code from " \
+           f"it runs; --strict refuses it)"
+
+
 def prepare(source: str | None, out_root: str | Path, limit: int | None = None, cache_dir: Path | None = None,
-            workers: int | None = None) -> Path:
-    """Builds (or reuses) the TFRecord dataset for `source`; returns its folder."""
+            workers: int | None = None, strict: bool = False, md5: str | None = None) -> Path:
+    """Builds (or reuses) the TFRecord dataset for `source`; returns its folder. `md5` overrides the checksum a
+    URL's download is checked against; `strict` refuses official-format data that is not the official release."""
     if limit is not None and limit < 1:
         raise DataError(f"--limit must be a positive number of images per split, got {limit}")
-    path = resolve_source(source, cache_dir)
+    if strict and md5 and md5 != OFFICIAL_MD5:
+        raise DataError(f"MD5 {md5} is not the official release's {OFFICIAL_MD5}; --strict accepts only the "
+                        f"official CIFAR-10 python archive")
+    path = resolve_source(source, cache_dir, md5)
     if (path / "manifest.json").is_file() and (path / TRAIN).is_dir():  # already a dataset of ours
         if limit is not None:
             raise DataError(f"{path} is a prepared dataset; --limit applies only when converting a source")
         verify_dataset(path)
         return path
     kind = detect(path)
+    # Checked before reuse too (--strict must not accept a dataset made from unofficial data); the warning comes
+    # once the data has been read, so that a refused source ends in its one error line.
+    unofficial = check_official_release(path, strict) if kind == "official" else None
     out_root = Path(out_root)
     out_dir = out_root / f"cifar10-{kind}-{_fingerprint(path)}-{limit or 'all'}"
     if (out_dir / "manifest.json").is_file():
+        if unofficial:
+            log.warning("%s", unofficial)
         log.info("reusing dataset %s", out_dir)
         return out_dir
     if out_dir.exists():
@@ -419,7 +596,7 @@ def prepare(source: str | None, out_root: str | Path, limit: int | None = None, 
         if kind == "official":
             items, class_names = _index_official(path, staging)
         elif path.is_dir():
-            files = [os.path.relpath(os.path.join(d, f), path) for d, _, names in os.walk(path) for f in names]
+            files = _walk_files(path)
             items, class_names = _index_folder(files, str(path), base=path)
         else:
             items, class_names = _index_folder([m.name for _, m in _tar_members(path) if m.isfile()], str(path))
@@ -445,6 +622,8 @@ def prepare(source: str | None, out_root: str | Path, limit: int | None = None, 
         dataset.rename(out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if unofficial:
+        log.warning("%s", unofficial)
     log.info("wrote %s: %s in %.1f s", out_dir,
              ", ".join(f"{s} {v['examples']}" for s, v in manifest["splits"].items()), manifest["seconds"])
     return out_dir

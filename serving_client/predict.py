@@ -6,6 +6,10 @@ HOST:PORT`` its gRPC PredictionService. Files are sent in batches; when the mode
 a file that is not an image), its files are sent one by one so only the bad ones fail. Network calls have a
 timeout and are retried with exponential backoff when the server is unreachable, overloaded or still loading.
 
+TLS: ``--rest https://...`` verifies the server against the system's CAs or ``--ca-cert FILE``; ``--grpc`` uses TLS
+with ``--tls`` (system CAs) or ``--ca-cert``; ``--client-cert``/``--client-key`` add a client certificate (mutual
+TLS) to either. A certificate the client does not trust is a configuration error, never retried.
+
 Exit codes, for scripts:
   0  every file was classified
   1  some files or folders failed (each one reported); the others were classified
@@ -19,6 +23,7 @@ import dataclasses
 import http.client
 import json
 import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -69,6 +74,10 @@ class PredictSettings:
     retries: int = 3
     backoff_s: float = 0.5
     batch_size: int = 16
+    tls: bool = False  # gRPC over TLS (implied by ca_cert or client_cert); REST: given by the https:// scheme
+    ca_cert: Optional[str] = None  # PEM bundle of the CAs that may sign the server's certificate
+    client_cert: Optional[str] = None  # PEM client certificate chain, for servers that require mutual TLS
+    client_key: Optional[str] = None  # its PEM private key
 
     def __post_init__(self) -> None:
         targets = [t for t in (self.model_dir, self.rest_url, self.grpc_target) if t]
@@ -91,6 +100,17 @@ class PredictSettings:
                                    EXIT_CONFIG)
         if self.timeout_s <= 0:
             raise PredictError(f"--timeout: expected seconds > 0, got {self.timeout_s}", EXIT_CONFIG)
+        if bool(self.client_cert) != bool(self.client_key):
+            raise PredictError("--client-cert and --client-key go together", EXIT_CONFIG)
+        tls_options = [o for o, v in (("--tls", self.tls), ("--ca-cert", self.ca_cert),
+                                      ("--client-cert", self.client_cert)) if v]
+        if tls_options and self.model_dir:
+            raise PredictError(f"{'/'.join(tls_options)}: TLS applies to --rest https://... or --grpc, not --model",
+                               EXIT_CONFIG)
+        if tls_options and self.rest_url and not self.rest_url.startswith("https://"):
+            # Never send in clear text what the user meant to protect.
+            raise PredictError(f"{'/'.join(tls_options)} given with --rest {self.rest_url}: use an https:// URL",
+                               EXIT_CONFIG)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,10 +197,37 @@ class LocalBackend:
                  "class_name": class_names[i].decode()} for i in range(len(images))]
 
 
-class RestBackend:
-    """TF Serving's REST API: ``POST <url>/v1/models/NAME[/versions/N|/labels/L]:predict``."""
+def _read_pem(path: Optional[str], option: str) -> Optional[bytes]:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise PredictError(f"{option} {path}: cannot read ({e.strerror or e})", EXIT_CONFIG) from None
 
-    def __init__(self, url: str, model_name: str, version: Optional[int], label: Optional[str], timeout_s: float):
+
+def ssl_context(ca_cert: Optional[str], client_cert: Optional[str], client_key: Optional[str]) -> ssl.SSLContext:
+    """Verifies the server (hostname and chain) against ca_cert, else the system CAs; presents the client
+    certificate when given."""
+    try:
+        context = ssl.create_default_context(cafile=ca_cert)
+    except (OSError, ssl.SSLError) as e:
+        raise PredictError(f"--ca-cert {ca_cert}: not a readable PEM CA bundle ({e})", EXIT_CONFIG) from None
+    if client_cert:
+        try:
+            context.load_cert_chain(client_cert, client_key)
+        except (OSError, ssl.SSLError) as e:
+            raise PredictError(f"--client-cert {client_cert} / --client-key {client_key}: cannot load ({e})",
+                               EXIT_CONFIG) from None
+    return context
+
+
+class RestBackend:
+    """TF Serving's REST API: ``POST <url>/v1/models/NAME[/versions/N|/labels/L]:predict``. TF Serving serves REST
+    in plain HTTP only; https:// reaches it through a TLS proxy or ingress (docs/security.md)."""
+
+    def __init__(self, url: str, model_name: str, version: Optional[int], label: Optional[str], timeout_s: float,
+                 ca_cert: Optional[str] = None, client_cert: Optional[str] = None, client_key: Optional[str] = None):
         base = url if "://" in url else f"http://{url}"
         if not base.startswith(("http://", "https://")):
             raise PredictError(f"--rest {url}: expected http://HOST:PORT or https://HOST:PORT", EXIT_CONFIG)
@@ -188,13 +235,14 @@ class RestBackend:
         self.description = self.url
         self.class_names = CIFAR10_CLASSES
         self._timeout_s = timeout_s
+        self._context = ssl_context(ca_cert, client_cert, client_key) if base.startswith("https://") else None
 
     def predict(self, images: list[bytes]) -> list[dict[str, Any]]:
         body = json.dumps(serving_api.rest_body(images)).encode()
         request = urllib.request.Request(self.url, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=self._timeout_s, context=self._context) as response:
                 raw = response.read()
         except urllib.error.HTTPError as e:
             message = _rest_error(e)
@@ -205,7 +253,14 @@ class RestBackend:
             if e.code in (408, 429) or e.code >= 500:
                 raise Transient(f"HTTP {e.code}: {message}") from None
             raise PredictError(f"{self.url}: HTTP {e.code}: {message}", EXIT_UNREACHABLE) from None
-        except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException) as e:
+        except (ssl.SSLError, urllib.error.URLError) as e:
+            reason = getattr(e, "reason", e)
+            if isinstance(reason, ssl.SSLError):  # an untrusted or refused certificate: retrying cannot help
+                why = getattr(reason, "verify_message", "") or reason
+                raise PredictError(f"{self.url}: TLS handshake failed ({why}); check --ca-cert, --client-cert",
+                                   EXIT_CONFIG) from None
+            raise Transient(str(reason) or type(e).__name__) from None
+        except (socket.timeout, ConnectionError, http.client.HTTPException) as e:
             raise Transient(str(getattr(e, "reason", e)) or type(e).__name__) from None
         try:
             return serving_api.parse_rest_predictions(json.loads(raw), expected=len(images))
@@ -241,7 +296,8 @@ class GrpcBackend:
     _TRANSIENT = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"}
 
     def __init__(self, target: str, model_name: str, version: Optional[int], label: Optional[str],
-                 timeout_s: float):
+                 timeout_s: float, tls: bool = False, ca_cert: Optional[str] = None,
+                 client_cert: Optional[str] = None, client_key: Optional[str] = None):
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -249,12 +305,20 @@ class GrpcBackend:
             raise PredictError(f"--grpc {target}: expected HOST:PORT", EXIT_CONFIG)
         self._grpc = grpc
         limit = 64 * 1024 * 1024  # a batch of large JPEGs exceeds gRPC's 4 MiB default
-        self._channel = grpc.insecure_channel(target, options=[("grpc.max_send_message_length", limit),
-                                                               ("grpc.max_receive_message_length", limit)])
+        options = [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+        if tls or ca_cert or client_cert:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read_pem(ca_cert, "--ca-cert"),  # None: gRPC's default roots
+                private_key=_read_pem(client_key, "--client-key"),
+                certificate_chain=_read_pem(client_cert, "--client-cert"))
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
+        scheme = "grpcs" if tls or ca_cert or client_cert else "grpc"
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._model = (model_name, version, label)
         self._timeout_s = timeout_s
-        self.description = f"grpc://{target} model {model_name}"
+        self.description = f"{scheme}://{target} model {model_name}"
         self.class_names = CIFAR10_CLASSES
 
     def predict(self, images: list[bytes]) -> list[dict[str, Any]]:
@@ -267,6 +331,9 @@ class GrpcBackend:
                 _raise_bad_request(details, self.description)
             if code in self._CONFIG:
                 raise PredictError(f"{self.description}: {code}: {details}", EXIT_CONFIG) from None
+            if code == "UNAVAILABLE" and "handshake" in details.lower():  # TLS refused: retrying cannot help
+                raise PredictError(f"{self.description}: TLS handshake failed ({details}); check --tls, "
+                                   f"--ca-cert, --client-cert", EXIT_CONFIG) from None
             if code in self._TRANSIENT:
                 raise Transient(f"{code}: {details}") from None
             raise PredictError(f"{self.description}: {code}: {details}", EXIT_UNREACHABLE) from None
@@ -281,9 +348,9 @@ def make_backend(settings: PredictSettings) -> Backend:
         return LocalBackend(settings.model_dir, settings.version)
     if settings.rest_url:
         return RestBackend(settings.rest_url, settings.model_name, settings.version, settings.label,
-                           settings.timeout_s)
+                           settings.timeout_s, settings.ca_cert, settings.client_cert, settings.client_key)
     return GrpcBackend(settings.grpc_target, settings.model_name, settings.version, settings.label,
-                       settings.timeout_s)
+                       settings.timeout_s, settings.tls, settings.ca_cert, settings.client_cert, settings.client_key)
 
 
 # -------------------------------------------------------------------------------------------------- the command

@@ -13,6 +13,7 @@ from PIL import Image
 
 from components import cifar10
 from tests.helpers import CLASSES, make_tar, png_bytes, random_images, write_image_folder, write_official
+from tests.hostile_data import write_tar
 
 
 def read_split(dataset, split):
@@ -174,3 +175,87 @@ def test_full_ingestion_streams_instead_of_holding_all_images(shared_cifar, tmp_
     written = sum(p.stat().st_size for p in dataset.glob("*/*.tfrecord.gz"))
     assert written > 100 * 2**20
     assert peak < written / 2, f"peak Python allocations {peak / 2**20:.0f} MiB for {written / 2**20:.0f} MiB written"
+
+
+# ------------------------------------------------------------------------------------------------ bad data, bounded
+
+def _official_with(tmp_path, member: str, data: bytes):
+    folder = write_official(tmp_path / "src", per_batch=10)
+    (folder / member).write_bytes(data)
+    return folder.parent
+
+
+@pytest.mark.parametrize("member, batch, match", [
+    ("data_batch_2", [1, 2, 3], r"data_batch_2: not a CIFAR-10 python batch \(a pickled list, expected a dict\)"),
+    ("data_batch_2", {b"data": np.zeros((2, 3072), np.uint8)}, r"data_batch_2: missing key\(s\) \['labels'\]"),
+    ("test_batch", {b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]},
+     r"test_batch: field 'data' must be a uint8 array of shape \(N, 3072\).*got uint8 \(2, 100\)"),
+    ("test_batch", {b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}, r"got float32 \(2, 3072\)"),
+    ("data_batch_3", {b"data": np.zeros((2, 3072), np.uint8), b"labels": 7}, r"'labels' must be a list .*got int"),
+    ("data_batch_3", {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, b"cat"]},
+     r"labels\[1\] = b'cat' is out of range"),
+    ("batches.meta", {b"label_names": 5}, r"batches.meta: 'label_names' must be a list of class names"),
+])
+def test_batches_of_the_wrong_shape_name_the_member(member, batch, match, tmp_path):
+    expect_error(match, str(_official_with(tmp_path, member, pickle.dumps(batch, protocol=2))), tmp_path / "out")
+
+
+def test_a_file_that_is_not_a_pickle_names_the_member(tmp_path):
+    source = _official_with(tmp_path, "data_batch_4", b"\x80\x02garbage")
+    expect_error(r"data_batch_4: not a CIFAR-10 python batch \(UnpicklingError", str(source), tmp_path / "out")
+
+
+def test_a_truncated_archive_is_one_error(tmp_path, capsys):
+    from pipeline import cli
+
+    folder = write_official(tmp_path / "src", per_batch=200)
+    archive = make_tar(folder, tmp_path / "cifar-10-python.tar.gz", arcname=folder.name)
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    assert cli.main(["data", "--data", str(cut), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cut.tar.gz" in err[0] and "truncated" in err[0], err
+
+
+def test_an_archive_with_too_many_members_stops_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar10, "MAX_MEMBERS", 50)
+    archive = write_tar(tmp_path / "bomb.tar.gz", {f"train/cat/{i:04d}.png": b"x" for i in range(60)})
+    expect_error(r"bomb.tar.gz: stopped reading after 50 members", str(archive), tmp_path / "out")
+    folder = tmp_path / "many"
+    (folder / "train").mkdir(parents=True)
+    for i in range(60):
+        (folder / "train" / f"{i}.png").write_bytes(b"x")
+    expect_error(r"many: stopped listing after 50 files", str(folder), tmp_path / "out")
+
+
+def test_an_archive_that_unpacks_to_too_much_stops_before_decompressing_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar10, "MAX_TOTAL_BYTES", 10_000)
+    archive = write_tar(tmp_path / "bomb.tar.gz", {"a/readme.txt": b"0" * 20_000, "a/data_batch_1": b""})
+    expect_error(r"stopped reading at member a/readme.txt: the archive unpacks to more than", str(archive),
+                 tmp_path / "out")
+
+
+def test_an_oversized_batch_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    folder = write_official(tmp_path / "src", per_batch=10)
+    archive = make_tar(folder, tmp_path / "cifar-10-python.tar.gz", arcname=folder.name)
+    monkeypatch.setattr(cifar10, "MAX_BATCH_BYTES", 1000)
+    expect_error(r"cifar-10-batches-py/\w+: [\d,]+ bytes, more than the 1,000 allowed", str(archive),
+                 tmp_path / "out")
+    expect_error(r"cifar-10-batches-py/\w+: more than the 1,000 bytes allowed", str(folder.parent),
+                 tmp_path / "out")
+
+
+def test_a_decompression_bomb_image_is_refused_from_its_header(tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # 100,000 x 100,000 RGB claimed by a 100-byte file: decoding it would need 30 GB.
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    folder = write_image_folder(tmp_path / "src", per_class=10)
+    (folder / "train/cat/0002.png").write_bytes(bomb)
+    expect_error(r"train/cat/0002.png: (expected a 32x32 RGB image, got 100000x100000|not a readable image)",
+                 str(folder), tmp_path / "out")

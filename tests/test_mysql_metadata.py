@@ -81,33 +81,48 @@ def _mysql_settings(port: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def mysql_run(mariadb, shared_cifar, tmp_path_factory):
-    """The tiny pipeline through the CLI with its metadata in the server: (output folder, printed summary)."""
+    """The tiny pipeline through the CLI (-v: every library's log) with its metadata in the server:
+    (output folder, printed summary, everything logged)."""
     output = tmp_path_factory.mktemp("mysql_run")
     with pytest.MonkeyPatch.context() as env:
         env.setenv(PASSWORD_ENV, PASSWORD)
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
-            rc = cli.main(["run", "--data", str(shared_cifar), "--preset", "tiny", "--limit", "300",
+        printed, logged = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(logged):
+            rc = cli.main(["-v", "run", "--data", str(shared_cifar), "--preset", "tiny", "--limit", "300",
                            "--output", str(output), "--set", "beam_workers=1", *_mysql_settings(mariadb)])
-    assert rc == 0
-    return output, printed.getvalue()
+    assert rc == 0, logged.getvalue()[-3000:]
+    return output, printed.getvalue(), logged.getvalue()
 
 
 @pytest.mark.slow
-def test_run_keeps_no_metadata_or_password_on_disk(mysql_run):
-    output, printed = mysql_run
+def test_run_keeps_no_metadata_or_password_on_disk(mysql_run, mariadb, tmp_path, monkeypatch, capsys):
+    output, printed, logged = mysql_run
     root = output / "pipeline" / "tokenlearner-cifar10"
     assert not (root / "metadata.sqlite").exists()  # everything went to the server
     saved = (root / "config.json").read_text()
     assert PASSWORD not in saved and '"password_env": "TOKENLEARNER_MLMD_PASSWORD"' in saved
     # The run summary printed by the CLI was read back from the same server.
     assert "Pusher" in printed and "pushed" in printed
+    # The password is in no artifact, log, report or compiled spec of the run (docs/security.md).
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    assert cli.main(["report", "--output", str(output), "--out", str(tmp_path / "report"),
+                     "--max-test-examples", "20"]) == 0
+    spec = tmp_path / "pipeline.json"
+    assert cli.main(["compile", "--target", "kubeflow", "--image", "example.com/tokenlearner:1", "--data-root",
+                     "gs://bucket/data", "--output", "gs://bucket/out", "--out", str(spec),
+                     *_mysql_settings(mariadb)]) == 0
+    assert "MLMD" in logged or "metadata" in logged.lower()  # -v logged the run, connection setup included
+    assert PASSWORD not in printed + logged + capsys.readouterr().out
+    files = [p for p in (*output.rglob("*"), *(tmp_path / "report").rglob("*"), spec) if p.is_file()]
+    assert len(files) > 50 and spec in files and (tmp_path / "report" / "report.html") in files
+    leaked = [str(p) for p in files if PASSWORD.encode() in p.read_bytes()]
+    assert not leaked
 
 
 @pytest.mark.slow
 def test_pipeline_lineage_in_mysql(mysql_run, mariadb, monkeypatch):
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    output, _ = mysql_run
+    output, _, _ = mysql_run
     config = config_lib.load(str(output))
     assert config.metadata.backend == "mysql" and config.metadata.port == mariadb
     import ml_metadata as mlmd
@@ -182,6 +197,20 @@ def test_password_comes_only_from_the_named_environment_variable(monkeypatch):
     connection = metadata.connection_config(cfg, "unused.sqlite")
     assert (connection.mysql.host, connection.mysql.port, connection.mysql.user) == ("127.0.0.1", 3306, "mlmd")
     assert connection.mysql.password == "pw" and "pw" not in str(cfg.__dict__)
+
+
+def test_the_password_is_masked_in_every_log_record(monkeypatch, caplog):
+    """TFX's LocalDagRunner logs the connection config, password included, at INFO ("Using connection config")."""
+    monkeypatch.setenv("TL_TEST_PW", "pw-to-mask-0815")
+    connection = metadata.connection_config(metadata.MetadataConfig(backend="mysql", password_env="TL_TEST_PW"),
+                                            "unused.sqlite")
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="masking-test"):  # any logger: the masking is in the log records
+        logging.getLogger("masking-test").info("Using connection config:\n %s", connection.mysql)
+        logging.getLogger("masking-test").warning("password=%s", "pw-to-mask-0815")
+    assert "pw-to-mask-0815" not in caplog.text and all("***" in r.getMessage() for r in caplog.records)
+    assert 'user: "mlmd"' in caplog.text
 
 
 @pytest.mark.parametrize("pairs, match", [

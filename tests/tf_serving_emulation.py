@@ -193,10 +193,12 @@ class EmulatedServer:
     """REST and gRPC endpoints on 127.0.0.1 answering like TF Serving for the models of a base folder.
 
     ``fail_first`` makes the first N predict calls answer UNAVAILABLE (HTTP 503), as a server does while it
-    loads or sheds load, to test retries; ``calls`` counts predict calls."""
+    loads or sheds load, to test retries; ``calls`` counts predict calls. ``tls`` (tests/tls_ca.py TlsFiles)
+    serves gRPC as TF Serving's ``--ssl_config_file`` does (``client_verify``: mutual TLS) and REST over https,
+    as a TLS proxy in front of TF Serving would (TF Serving's own REST port is plain HTTP)."""
 
     def __init__(self, models: dict[str, Path], labels: Optional[dict[str, dict[str, int]]] = None,
-                 fail_first: int = 0):
+                 fail_first: int = 0, tls=None, client_verify: bool = False):
         self._models = {}
         self._keep = []
         for name, base in models.items():
@@ -208,6 +210,7 @@ class EmulatedServer:
                     signatures[int(version_dir.name)] = loaded.signatures[DEFAULT_SIGNATURE]
             self._models[name] = _Model(signatures, dict((labels or {}).get(name, {})))
         self.fail_first = fail_first
+        self.tls, self.client_verify = tls, client_verify
         self.calls = 0
         self._lock = threading.Lock()
 
@@ -234,11 +237,29 @@ class EmulatedServer:
 
     def __enter__(self) -> "EmulatedServer":
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _rest_handler(self))
+        scheme = "http"
+        if self.tls:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.tls.server_cert, self.tls.server_key)
+            if self.client_verify:
+                context.load_verify_locations(self.tls.ca_cert)
+                context.verify_mode = ssl.CERT_REQUIRED
+            self._http.socket = context.wrap_socket(self._http.socket, server_side=True)
+            scheme = "https"
         threading.Thread(target=self._http.serve_forever, daemon=True).start()
-        self.rest_url = f"http://127.0.0.1:{self._http.server_address[1]}"
+        self.rest_url = f"{scheme}://127.0.0.1:{self._http.server_address[1]}"
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_GrpcServicer(self), self._grpc)
-        port = self._grpc.add_insecure_port("127.0.0.1:0")
+        if self.tls:  # what server.cc builds from SSLConfig{server_key, server_cert, custom_ca, client_verify}
+            credentials = grpc.ssl_server_credentials(
+                [(self.tls.server_key.read_bytes(), self.tls.server_cert.read_bytes())],
+                root_certificates=self.tls.ca_cert.read_bytes() if self.client_verify else None,
+                require_client_auth=self.client_verify)
+            port = self._grpc.add_secure_port("127.0.0.1:0", credentials)
+        else:
+            port = self._grpc.add_insecure_port("127.0.0.1:0")
         self._grpc.start()
         self.grpc_target = f"127.0.0.1:{port}"
         return self

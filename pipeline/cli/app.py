@@ -64,10 +64,13 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                         "default: download the official archive")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="use N training and N test images (class-balanced); default: all")
+    p.add_argument("--strict", action="store_true",
+                   help="accept CIFAR-10 in the python format only as the official archive (MD5 checked); "
+                        "without it, other copies are read with a warning (their pickles never run code)")
 
 
 def _cmd_data(args) -> int:
-    out = cifar10.prepare(args.data, Path(args.out).resolve(), limit=args.limit)
+    out = cifar10.prepare(args.data, Path(args.out).resolve(), limit=args.limit, strict=args.strict)
     print(out)
     return EXIT_OK
 
@@ -81,7 +84,7 @@ def _cmd_run(args) -> int:
 
     metadata.check_connection(probe.metadata, metadata.connection_config(probe.metadata, probe.metadata_path))
     probe.beam.check_job_server()  # a portable profile's job server answers (Beam alone would wait 60 s)
-    data_root = cifar10.prepare(args.data, output / "data", limit=args.limit)
+    data_root = cifar10.prepare(args.data, output / "data", limit=args.limit, strict=args.strict)
     manifest = cifar10.load_manifest(data_root)
     config = config_lib.apply_overrides(
         config_lib.from_preset(args.preset, data_root=str(data_root), output_dir=str(output),

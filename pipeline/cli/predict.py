@@ -33,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="retries of a request when the server is unreachable or busy, with exponential backoff "
                         "from 0.5 s (default: 3)")
     p.add_argument("--batch-size", type=int, default=16, help="images per request (default: 16)")
+    tls = p.add_argument_group("TLS (REST: an https:// URL; gRPC: --tls or --ca-cert)")
+    tls.add_argument("--tls", action="store_true", help="gRPC over TLS, server verified against the system CAs")
+    tls.add_argument("--ca-cert", metavar="PEM", help="CA bundle that signs the server's certificate (implies TLS)")
+    tls.add_argument("--client-cert", metavar="PEM", help="client certificate, for servers requiring mutual TLS")
+    tls.add_argument("--client-key", metavar="PEM", help="private key of --client-cert")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -49,4 +54,5 @@ def settings_from_args(args: argparse.Namespace) -> PredictSettings:
     return PredictSettings(paths=tuple(args.paths), model_dir=args.model, rest_url=args.rest,
                            grpc_target=args.grpc, model_name=args.model_name, version=args.version,
                            label=args.label, top_k=args.top_k, as_json=args.json, timeout_s=args.timeout,
-                           retries=args.retries, batch_size=args.batch_size)
+                           retries=args.retries, batch_size=args.batch_size, tls=args.tls, ca_cert=args.ca_cert,
+                           client_cert=args.client_cert, client_key=args.client_key)

@@ -1,11 +1,14 @@
 """Where ML Metadata lives: SQLite under the pipeline root (default) or a MySQL-compatible server.
 
 The password of the MySQL user is read from an environment variable (its name is a setting), never from code or
-files: configs are saved next to the outputs as JSON and must hold nothing secret.
+files: configs are saved next to the outputs as JSON and must hold nothing secret. Once read, it is masked in every
+log record of the process: TFX's LocalDagRunner logs the whole connection config at INFO ("Using connection
+config"), which `-v` shows.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import socket
 
@@ -55,7 +58,35 @@ def connection_config(cfg: MetadataConfig, sqlite_path: str) -> metadata_store_p
     connection.mysql.database = cfg.database
     connection.mysql.user = cfg.user
     connection.mysql.password = os.environ[cfg.password_env]
+    mask_in_logs(connection.mysql.password)
     return connection
+
+
+_SECRETS: set[str] = set()
+
+
+def mask_in_logs(secret: str) -> None:
+    """From now on, `secret` reads *** in every log record this process creates, whichever handler writes it."""
+    if not secret or secret in _SECRETS:
+        return
+    _SECRETS.add(secret)
+    if len(_SECRETS) > 1:
+        return  # the record factory is already installed
+    make_record = logging.getLogRecordFactory()
+
+    def masking_factory(*args, **kwargs) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is logging's to report, as it would have been
+            return record
+        if any(s in message for s in _SECRETS):
+            for s in _SECRETS:
+                message = message.replace(s, "***")
+            record.msg, record.args = message, ()
+        return record
+
+    logging.setLogRecordFactory(masking_factory)
 
 
 def check_connection(cfg: MetadataConfig, connection: metadata_store_pb2.ConnectionConfig) -> None:
