@@ -44,6 +44,7 @@ OFFICIAL_DIR = "cifar-10-batches-py"
 OFFICIAL_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 OFFICIAL_TEST_BATCH = "test_batch"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+MAX_NAMED_SKIPPED = 5  # files named in the warning about skipped non-image files
 EVAL_EVERY = 10  # every 10th training image of each class goes to the validation split
 SHARD_SIZE = 5000
 ENCODE_WINDOW = 1024
@@ -258,13 +259,21 @@ def _index_folder(files: list[str], where: str, base: Path | None = None) -> tup
     position in CIFAR-10's class list."""
     class_names = list(CIFAR10_CLASSES)
     found: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
+    skipped: list[str] = []
     for f in files:
         parts = Path(f).parts
         for k in range(min(2, len(parts) - 2)):  # allow one enclosing folder
             if parts[k] in found and len(parts) == k + 3:
                 if parts[-1].lower().endswith(IMAGE_EXTENSIONS) and not parts[-1].startswith("."):
                     found[parts[k]].setdefault(parts[k + 1], []).append(f)
+                else:
+                    skipped.append(f)
                 break
+    if skipped:  # .bmp, .gif, .webp, no extension, hidden files: never silently left out
+        skipped.sort()
+        shown = ", ".join(skipped[:MAX_NAMED_SKIPPED]) + (", ..." if len(skipped) > MAX_NAMED_SKIPPED else "")
+        log.warning("%s: skipped %d file(s) in class folders that are not %s images: %s", where, len(skipped),
+                    "/".join(IMAGE_EXTENSIONS), shown)
     out = {}
     for split, classes in found.items():
         unknown = sorted(set(classes) - set(class_names))

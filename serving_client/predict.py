@@ -3,8 +3,14 @@
 Three ways to reach the model, all sending the same encoded image bytes (``trainer/serving_api.py`` builds the
 requests): ``--model DIR`` loads the SavedModel here, ``--rest URL`` calls TF Serving's REST API, ``--grpc
 HOST:PORT`` its gRPC PredictionService. Files are sent in batches; when the model rejects a batch (InvalidArgument:
-a file that is not an image), its files are sent one by one so only the bad ones fail. Network calls have a
-timeout and are retried with exponential backoff when the server is unreachable, overloaded or still loading.
+a file that is not an image), its files are sent one by one so only the bad ones fail. A TF Serving with
+batching refuses a request of more images than its ``max_batch_size`` ("Task size N is larger than maximum input
+batch size M"); no API tells that limit beforehand, so the client learns it from the refusal, warns once and sends
+batches of M from then on. Network calls have a timeout and are retried with exponential backoff when the server is
+unreachable, overloaded or still loading.
+
+Exit codes follow the server's status (HTTP code or gRPC status); among INVALID_ARGUMENT answers, TF Serving's
+texts about the request itself (``_REQUEST_LEVEL``) are usage errors and the others are about an image.
 
 TLS: ``--rest https://...`` verifies the server against the system's CAs or ``--ca-cert FILE``; ``--grpc`` uses TLS
 with ``--tls`` (system CAs) or ``--ca-cert``; ``--client-cert``/``--client-key`` add a client certificate (mutual
@@ -22,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
+import re
 import socket
 import ssl
 import sys
@@ -55,6 +62,14 @@ class BadInput(Exception):
 
 class Transient(Exception):
     """The server could not be reached or asked to try again later; worth a retry."""
+
+
+class BatchTooLarge(Exception):
+    """The server takes at most ``limit`` images per request (TF Serving batching ``max_batch_size``)."""
+
+    def __init__(self, message: str, limit: int):
+        super().__init__(message)
+        self.limit = limit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,14 +283,32 @@ class RestBackend:
             raise PredictError(f"{self.url}: unexpected answer: {e}", EXIT_UNREACHABLE) from None
 
 
-# InvalidArgument answers about the request itself, not about an image: the same for every file, so a usage error.
-_REQUEST_LEVEL = ("Unrecognized servable version label", "Serving signature name", "input size does not match",
-                  "do not match the signature", "Missing 'inputs' or 'instances'")
+# TF Serving's InvalidArgument texts about the request itself, not an image: the same for every file, so a usage
+# error (tensorflow/serving 2.16.1; the file each comes from).
+_REQUEST_LEVEL = (
+    "Malformed request",  # model_servers/http_rest_api_handler.cc: a path none of the REST regexes match
+    "Missing model name in request",  # http_rest_api_handler.cc
+    "Unrecognized servable version label",  # model_servers/server_core.cc
+    "Serving signature name",  # http_rest_api_handler.cc GetInfoMap: '... "x" not found in signature def'
+    "does not have named input",  # util/json_tensor.cc: "Failed to process element: 0 key: x of 'instances' ..."
+    "keys must be equal to",  # json_tensor.cc: a row lacks an input
+    "Missing named input",  # json_tensor.cc, columnar format
+    "expecting only one of 'inputs' or 'instances'",  # json_tensor.cc
+    "Missing 'inputs' or 'instances' key",  # json_tensor.cc
+    "input size does not match signature",  # servables/tensorflow/predict_util.cc
+    "not found in request and no default value provided",  # TensorFlow cc/saved_model/util.cc GetInputValues
+    "input tensor alias not found in signature",  # predict_util.cc before TF Serving 2.14
+)
+# tensorflow/core/kernels/batching_util/shared_batch_scheduler.h, reached through TF Serving's --enable_batching.
+_BATCH_LIMIT = re.compile(r"Task size (\d+) is larger than maximum input batch size (\d+)")
 
 
 def _raise_bad_request(message: str, where: str) -> None:
     if any(marker in message for marker in _REQUEST_LEVEL):
         raise PredictError(f"{where}: {message}", EXIT_CONFIG) from None
+    limit = _BATCH_LIMIT.search(message)
+    if limit:
+        raise BatchTooLarge(message, int(limit.group(2))) from None
     raise BadInput(message) from None
 
 
@@ -395,18 +428,30 @@ def _top_k(prediction: dict[str, Any], class_names: Sequence[str], k: int) -> tu
 
 
 def classify(files: Sequence[Path], backend: Backend, settings: PredictSettings,
-             on_result: Callable[[FileResult], None] = lambda r: None) -> list[FileResult]:
+             on_result: Callable[[FileResult], None] = lambda r: None,
+             warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[FileResult]:
     """Classifies ``files`` in batches, in order; a batch the model rejects is retried file by file so that only
-    the bad files fail. Calls ``on_result`` as each result is known (text output streams)."""
+    the bad files fail, and a batch above the server's limit is split to that limit, which then holds for the
+    rest. Calls ``on_result`` as each result is known (text output streams)."""
     results: list[FileResult] = []
     pending: list[tuple[Path, bytes]] = []
+    batch_size = [settings.batch_size]
 
     def emit(result: FileResult) -> None:
         results.append(result)
         on_result(result)
 
     def predict(images: list[bytes]) -> list[dict[str, Any]]:
-        return with_retries(lambda: backend.predict(images), settings, backend.description)
+        try:
+            return with_retries(lambda: backend.predict(images), settings, backend.description)
+        except BatchTooLarge as e:
+            if not 1 <= e.limit < len(images):
+                raise PredictError(f"{backend.description}: {e}", EXIT_UNREACHABLE) from None
+            batch_size[0] = e.limit
+            warn(f"tokenlearner: warning: the server takes at most {e.limit} images per request (TF Serving "
+                 f"batching max_batch_size); sending batches of {e.limit} instead of --batch-size "
+                 f"{settings.batch_size}")
+            return [p for i in range(0, len(images), e.limit) for p in predict(images[i:i + e.limit])]
 
     warned = []
 
@@ -419,8 +464,8 @@ def classify(files: Sequence[Path], backend: Backend, settings: PredictSettings,
                 if top[0][0] != outcome["class_name"] and not warned:
                     # A server model trained with other class names than this client's table (CIFAR-10 order).
                     warned.append(True)
-                    print(f"tokenlearner: warning: the model names class {outcome['class_id']} "
-                          f"{outcome['class_name']!r}, this client {top[0][0]!r}", file=sys.stderr)
+                    warn(f"tokenlearner: warning: the model names class {outcome['class_id']} "
+                         f"{outcome['class_name']!r}, this client {top[0][0]!r}")
                 emit(FileResult(str(path), top=top, class_id=outcome["class_id"]))
         pending.clear()
 
@@ -434,7 +479,7 @@ def classify(files: Sequence[Path], backend: Backend, settings: PredictSettings,
             emit(FileResult(str(path), error="empty file (expected PNG or JPEG bytes)"))
             continue
         pending.append((path, data))
-        if len(pending) == settings.batch_size:
+        if len(pending) >= batch_size[0]:
             flush()
     if pending:
         flush()
@@ -473,7 +518,8 @@ def run(settings: PredictSettings, out=None, err=None) -> int:
         for failure in failures:
             report(failure)
         backend = make_backend(settings) if files else None
-        results = failures + (classify(files, backend, settings, on_result=report) if backend else [])
+        results = failures + (classify(files, backend, settings, on_result=report,
+                                       warn=lambda m: print(m, file=err, flush=True)) if backend else [])
     except PredictError as e:
         print(f"tokenlearner: error: {e}", file=err)
         return e.exit_code
@@ -485,13 +531,14 @@ def run(settings: PredictSettings, out=None, err=None) -> int:
 
 
 _NOISE = ("Graph execution error", "Detected at node", "<stack traces", "File ", "[[")
+_FUNCTION_NODE = re.compile(r"^\{\{function_node [^}]*\}\}\s*")  # TF's prefix on errors raised in a function
 
 
 def _first_line(message: str) -> str:
     """The line of a TensorFlow error that says what is wrong ("Unknown image file format. One of JPEG, PNG, GIF,
     BMP required."), without the graph-execution preamble and node names TF and TF Serving wrap it in."""
     for line in message.splitlines():
-        line = line.split("[[{{node")[0].strip()
+        line = _FUNCTION_NODE.sub("", line.split("[[{{node")[0].strip())
         if line and not line.startswith(_NOISE):
             return line
     return message.strip()

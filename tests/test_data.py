@@ -44,14 +44,25 @@ def test_official_archive_round_trips_pixels_and_labels(tmp_path):
     assert {(image.tobytes(), label) for image, label in test} == expected  # PNG is lossless
 
 
-def test_extracted_official_folder_and_image_folders_give_same_layout(tmp_path):
+def test_extracted_official_folder_and_image_folders_give_same_layout(tmp_path, caplog):
     official = cifar10.prepare(str(write_official(tmp_path / "a", per_batch=20).parent), tmp_path / "out")
     folder = write_image_folder(tmp_path / "b", per_class=10)
+    # Files of kinds ingestion does not take are skipped, counted and named in one warning line.
+    stray = ["train/cat/scan.bmp", "train/dog/anim.gif", "test/ship/photo.webp", "test/frog/README"]
+    for name in stray:
+        (folder / name).write_bytes(b"not taken")
+    caplog.set_level("WARNING", logger=cifar10.__name__)
     from_dir = cifar10.prepare(str(folder), tmp_path / "out")
     from_tar = cifar10.prepare(str(make_tar(folder, tmp_path / "images.tar.gz")), tmp_path / "out")
     for dataset in (official, from_dir, from_tar):
         assert sorted(p.name for p in dataset.iterdir()) == ["classes.txt", "eval", "manifest.json", "test", "train"]
     assert read_split(from_dir, "train")[0][0].tobytes() == read_split(from_tar, "train")[0][0].tobytes()
+    assert json.loads((from_dir / "manifest.json").read_text())["splits"]["test"]["examples"] == 100
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2, warnings  # one per ingestion: the folder, then the archive
+    for warning in warnings:
+        assert "\n" not in warning and "skipped 4 file(s) in class folders that are not .png/.jpg/.jpeg" in warning
+        assert all(name in warning for name in stray)
 
 
 def test_output_is_deterministic_and_reused(tmp_path):

@@ -8,6 +8,7 @@ TF_SERVING_MODEL_DIR = the base folder the server loads, its answers are compare
 """
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -16,16 +17,20 @@ import sys
 import tarfile
 import time
 import socket
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc
 
 from pipeline import cli
 from serving_client import predict
+from tests import image_bombs
+from tests import tf_serving_emulation as tests_emulation
 from tests.helpers import SHARED_CIFAR, png_bytes, random_images
 from tests.tf_serving_emulation import EmulatedServer, ServingError, grpc_predict, rest_predict
 from trainer import export, serving_api
@@ -387,6 +392,221 @@ def test_cli_requires_exactly_one_target(image_dir):
     assert exit_info.value.code == 2
     with pytest.raises(SystemExit):
         cli.main(["predict", "--rest", "http://h:1", "--grpc", "h:1", str(image_dir)])
+
+
+# ------------------------------------------------------------------------------ TF Serving's answers, as it gives them
+# The texts and codes below are TF Serving 2.16.1's (the emulator cites the source file of each).
+
+REPO = Path(__file__).resolve().parents[1]
+BATCHING_PARAMETERS = REPO / "deploy" / "serving" / "batching_parameters.txt"
+
+
+def _http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict | None]:
+    request = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, json.loads(raw) if raw else None
+
+
+@pytest.mark.parametrize("method,path", [
+    ("POST", "/v1/models/{m}/versions/latest:predict"),  # version must be a number
+    ("POST", "/v1/models/{m}/metadata"),  # POST takes only :classify/:regress/:predict
+    ("GET", "/v1/models/{m}:predict"),
+    ("POST", "/v1/v1/models/{m}:predict"),
+])
+def test_malformed_rest_path_is_400_malformed_request(method, path, server, exported_model):
+    path = path.format(m=exported_model.model_name)
+    status, answer = _http(method, server.rest_url + path, b"{}" if method == "POST" else None)
+    assert (status, answer) == (400, {"error": f"Malformed request: {method} {path}"})
+
+
+def test_path_outside_v1_is_a_plain_404(server, exported_model):
+    assert _http("POST", f"{server.rest_url}/v2/models/{exported_model.model_name}:predict", b"{}") == (404, None)
+
+
+def test_client_with_a_url_path_that_tf_serving_calls_malformed_is_a_usage_error(server, image_dir):
+    code, out, err = _run_client(predict.PredictSettings(paths=(str(image_dir),), rest_url=server.rest_url + "/v1"))
+    assert code == predict.EXIT_CONFIG and out == ""
+    assert "Malformed request: POST /v1/v1/models/" in err
+
+
+def test_wrong_input_name_gets_tf_servings_texts(server, exported_model, images):
+    data = images[0][1]
+    status, answer = _http("POST", f"{server.rest_url}/v1/models/{exported_model.model_name}:predict",
+                           json.dumps({"instances": [{"image": {"b64": base64.b64encode(data).decode()}}]}).encode())
+    assert status == 400
+    assert answer["error"] == ("Failed to process element: 0 key: image of 'instances' list. Error: "
+                               "INVALID_ARGUMENT: JSON object: does not have named input: image")
+    request = serving_api.predict_request([data], exported_model.model_name)
+    tensor = tf.make_tensor_proto([data], dtype=tf.string)
+    del request.inputs["images"]
+    request.inputs["image"].CopyFrom(tensor)
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        with pytest.raises(grpc.RpcError) as error:
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details().startswith("Signature input alias: images(feed name: serving_default_images:0) "
+                                            "not found in request and no default value provided.")
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_client_sending_a_wrong_input_name_is_a_usage_error(transport, server, image_dir, monkeypatch):
+    monkeypatch.setattr(serving_api, "INPUT_KEY", "image")  # what a client built for another model would send
+    target = {"rest_url": server.rest_url} if transport == "rest" else {"grpc_target": server.grpc_target}
+    code, out, err = _run_client(predict.PredictSettings(paths=(str(image_dir),), **target))
+    assert code == predict.EXIT_CONFIG, err
+    assert ("does not have named input: image" if transport == "rest" else
+            "not found in request and no default value provided") in err
+    assert len(err.splitlines()) == 1  # one usage error, not one rejected file each
+
+
+def test_both_inputs_and_instances_is_refused(server, exported_model):
+    status, answer = _http("POST", f"{server.rest_url}/v1/models/{exported_model.model_name}:predict",
+                           b'{"inputs": [], "instances": []}')
+    assert status == 400
+    assert "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist" in answer["error"]
+    with pytest.raises(predict.PredictError) as error:
+        predict._raise_bad_request(answer["error"], "here")
+    assert error.value.exit_code == predict.EXIT_CONFIG
+
+
+@pytest.fixture(scope="module")
+def two_versions(exported_model, tmp_path_factory) -> Path:
+    """A model base folder holding versions 1 and 2 (copies of the exported model)."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("two_versions") / exported_model.model_name
+    for version in (1, 2):
+        shutil.copytree(exported_model.version_dir, base / str(version))
+    return base
+
+
+def test_default_policy_serves_only_the_latest_version(two_versions, exported_model, image_dir):
+    name = exported_model.model_name
+    with EmulatedServer({name: two_versions}) as latest:
+        assert _http("GET", f"{latest.rest_url}/v1/models/{name}") == (200, {"model_version_status": [
+            {"version": "2", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+        assert _http("GET", f"{latest.rest_url}/v1/models/{name}/versions/1") == (
+            404, {"error": f"Could not find version 1 of model {name}"})
+        for target in ({"rest_url": latest.rest_url}, {"grpc_target": latest.grpc_target}):
+            code, out, err = _run_client(predict.PredictSettings(paths=(str(image_dir),), version=1, **target))
+            assert code == predict.EXIT_CONFIG and f"Servable not found for request: Specific({name}, 1)" in err
+            code, out, err = _run_client(predict.PredictSettings(paths=(str(image_dir),), **target))
+            assert code == predict.EXIT_OK, err
+        status, metadata = _http("GET", f"{latest.rest_url}/v1/models/{name}/metadata")
+    # GetModelMetadataResponse as TF Serving writes it (http_rest_api_util.cc ToJsonString).
+    assert status == 200 and set(metadata) == {"model_spec", "metadata"}
+    assert metadata["model_spec"] == {"name": name, "signature_name": "", "version": "2"}
+    signatures = metadata["metadata"]["signature_def"]["signature_def"]
+    default = signatures["serving_default"]
+    assert default["method_name"] == "tensorflow/serving/predict"
+    assert default["inputs"]["images"]["dtype"] == "DT_STRING"
+    assert default["inputs"]["images"]["tensor_shape"]["dim"][0]["size"] == "-1"
+    assert set(default["outputs"]) == set(serving_api.OUTPUT_KEYS)
+
+
+def test_version_labels_on_loaded_and_unloaded_versions(two_versions, exported_model, image_dir):
+    name = exported_model.model_name
+    # A label may only name a version the server has loaded: the config is refused (server_core.cc).
+    with pytest.raises(ServingError) as refused:
+        EmulatedServer({name: two_versions}, labels={name: {"stable": 1, "canary": 2}})
+    assert refused.value.code == "FAILED_PRECONDITION"
+    assert str(refused.value) == (f"Request to assign label to version 1 of model {name}, which is not currently "
+                                  f"available for inference")
+    # --allow_version_labels_for_unavailable_models: the label resolves, but its version is not served.
+    with EmulatedServer({name: two_versions}, labels={name: {"stable": 1, "canary": 2}},
+                        allow_version_labels_for_unavailable_models=True) as lenient:
+        for target in ({"rest_url": lenient.rest_url}, {"grpc_target": lenient.grpc_target}):
+            code, out, err = _run_client(predict.PredictSettings(paths=(str(image_dir),), label="canary", **target))
+            assert code == predict.EXIT_OK, err
+            code, out, err = _run_client(predict.PredictSettings(paths=(str(image_dir),), label="stable", **target))
+            assert code == predict.EXIT_CONFIG and f"Servable not found for request: Specific({name}, 1)" in err
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_client_clamps_its_batch_to_the_servers_max_batch_size(transport, exported_model, images, tmp_path):
+    limit = tests_emulation.batching_max_batch_size(BATCHING_PARAMETERS)
+    assert limit == 32  # deploy/serving/batching_parameters.txt
+    for i in range(limit + 3):
+        name, data = images[i % len(images)]
+        (tmp_path / f"{i:03d}-{name}").write_bytes(data)
+    with EmulatedServer({exported_model.model_name: exported_model.base_dir}, max_batch_size=limit) as batching:
+        target = {"rest_url": batching.rest_url} if transport == "rest" else {"grpc_target": batching.grpc_target}
+        code, out, err = _run_client(predict.PredictSettings(paths=(str(tmp_path),), batch_size=40, **target))
+        assert code == predict.EXIT_OK, err
+        assert len(out.splitlines()) == limit + 3
+        assert batching.calls == 3  # 35 refused ("Task size 35 is larger than ..."), then 32 and 3
+        assert err.splitlines() == [f"tokenlearner: warning: the server takes at most {limit} images per request "
+                                    f"(TF Serving batching max_batch_size); sending batches of {limit} instead of "
+                                    f"--batch-size 40"]
+        request = serving_api.predict_request([images[0][1]] * (limit + 1), exported_model.model_name)
+        with grpc.insecure_channel(batching.grpc_target) as channel:
+            with pytest.raises(grpc.RpcError) as error:
+                prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.value.details() == f"Task size {limit + 1} is larger than maximum input batch size {limit}"
+
+
+# ------------------------------------------------------------------------------------------- bounded decoding
+
+@pytest.fixture(scope="module")
+def bombs() -> dict[str, bytes]:
+    """Each format's header bomb declaring 12000x12000 (the PNG one complete: 420 KB -> 432 MB; ~3 s to build)."""
+    return image_bombs.bombs(12000)
+
+
+@pytest.mark.parametrize("kind", ["bmp", "gif_frame", "gif_screen", "jpeg", "png"])
+def test_header_bombs_are_refused_before_decoding(kind, bombs, signature):
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        signature(images=tf.constant([png_bytes(_RGB), bombs[kind]]))
+    assert ("image 1 of the request: its header declares 12000x12000 = 144000000 pixels, more than "
+            "max_decode_pixels = 16777216") in error.value.message
+    # A size under the limit still decodes (and is then rejected only if its pixel data is missing).
+    assert signature(images=tf.constant([png_bytes(random_images(1, size=40)[0])]))["probabilities"].shape == (1, 10)
+
+
+_PEAK_RSS = """
+import resource, sys
+import tensorflow as tf
+
+def peak_mb():  # VmHWM: this process's peak resident set size
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
+
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+serve(images=tf.constant([open(sys.argv[2], "rb").read()]))  # a valid image: graphs built, memory warm
+for bomb in sys.argv[3:]:
+    before = peak_mb()
+    try:
+        serve(images=tf.constant([open(bomb, "rb").read()]))
+        print("served", bomb)
+    except tf.errors.InvalidArgumentError as e:
+        print("INVALID_ARGUMENT" if "max_decode_pixels" in e.message else "other error", bomb)
+    print("growth_mb", peak_mb() - before, flush=True)
+"""
+
+
+def test_png_and_jpeg_bombs_leave_peak_memory_almost_unchanged(exported_model, bombs, tmp_path):
+    files = {"valid.png": png_bytes(_RGB), "bomb.png": bombs["png"], "bomb.jpg": bombs["jpeg"]}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    run = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(exported_model.version_dir),
+                          *(str(tmp_path / n) for n in files)], capture_output=True, text=True, timeout=300)
+    lines = run.stdout.splitlines()
+    assert run.returncode == 0 and len(lines) == 4, run.stderr[-2000:]
+    for verdict, growth in zip(lines[::2], lines[1::2]):
+        assert verdict.startswith("INVALID_ARGUMENT"), verdict
+        assert float(growth.split()[1]) < 300, (verdict, growth)
+
+
+def test_max_decode_pixels_is_validated():
+    from trainer.config import TrainerConfig
+
+    assert TrainerConfig().max_decode_pixels == 4096 * 4096
+    with pytest.raises(ValueError, match="max_decode_pixels: expected a positive integer, got 0"):
+        TrainerConfig(max_decode_pixels=0)
 
 
 # ------------------------------------------------------------------------------------------------- live server

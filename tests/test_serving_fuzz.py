@@ -1,5 +1,7 @@
 """Property-based: whatever bytes reach `serving_default`, it answers with predictions or a clean
-InvalidArgumentError, never crashes or hangs, and a valid request right after a bad one still works."""
+InvalidArgumentError, never crashes or hangs, and a valid request right after a bad one still works. The mutated
+seeds include header bombs (headers declaring 5000x5000 over a few hundred bytes) of every format, so mutations of
+their size fields probe the bound on decoding from both sides."""
 from __future__ import annotations
 
 import io
@@ -12,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tests import image_bombs
 from tests.helpers import random_images
 
 pytestmark = pytest.mark.slow
@@ -26,8 +29,11 @@ def _encode(array, fmt):
     return buffer.getvalue()
 
 
+BOMBS = {"png": image_bombs.png_bomb(5000, 5000, complete=False), "jpeg": image_bombs.jpeg_bomb(5000, 5000),
+         "gif_screen": image_bombs.gif_bomb(5000, 5000), "gif_frame": image_bombs.gif_bomb(5000, 5000, "frame"),
+         "bmp": image_bombs.bmp_bomb(5000, 5000)}
 SEEDS = [_encode(random_images(1, seed=1)[0], "PNG"), _encode(random_images(1, seed=2)[0], "JPEG"),
-         _encode(random_images(1, seed=3, size=64)[0], "PNG")]
+         _encode(random_images(1, seed=3, size=64)[0], "PNG"), *BOMBS.values()]
 
 
 class Checker:
@@ -54,6 +60,13 @@ class Checker:
 @pytest.fixture(scope="module")
 def checker(exported_model):
     return Checker(exported_model.version_dir)
+
+
+@pytest.mark.parametrize("kind", sorted(BOMBS))
+def test_header_bomb_seeds_are_refused_by_the_size_bound(kind, checker):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="5000x5000 = 25000000 pixels, more than "
+                                                             "max_decode_pixels = 16777216"):
+        checker.serve(images=tf.constant([BOMBS[kind]]))
 
 
 def test_random_bytes(checker):

@@ -58,6 +58,9 @@ class TrainerConfig:
     seed: int = 42
     # mixed_float16 when training on GPU (the softmax head stays float32); ignored on CPU.
     mixed_precision: bool = False
+    # Serving: an image whose header declares more pixels is refused before decoding (trainer/image_header.py);
+    # 4096x4096 admits real photos while a decoded image stays under 50 MB (RGB uint8).
+    max_decode_pixels: int = 4096 * 4096
 
     def __post_init__(self) -> None:
         if self.token_learner not in TOKEN_LEARNER_VARIANTS:
@@ -72,7 +75,8 @@ class TrainerConfig:
             raise ValueError(
                 f"token_learner_layer: expected 0..{self.num_layers - 2} so that at least one block runs on the "
                 f"learned tokens, got {self.token_learner_layer}")
-        for name in ("epochs", "batch_size", "num_tokens", "num_layers", "num_heads", "token_learner_bottleneck"):
+        for name in ("epochs", "batch_size", "num_tokens", "num_layers", "num_heads", "token_learner_bottleneck",
+                     "max_decode_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
         if self.token_learner_groups < 0 or (self.token_learner_groups and (

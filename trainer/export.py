@@ -1,7 +1,8 @@
 """Serving signatures of the exported SavedModel; each one runs the Transform graph, so there is no skew.
 
-- ``serving_default``: encoded image bytes [N] (PNG/JPEG/GIF/BMP, any size; REST clients send {"b64": ...})
-  -> probabilities [N, 10], class_ids [N], class_names [N].
+- ``serving_default``: encoded image bytes [N] (PNG/JPEG/GIF/BMP up to ``cfg.max_decode_pixels`` pixels as the
+  header declares, checked before decoding; REST clients send {"b64": ...}) -> probabilities [N, 10], class_ids [N],
+  class_names [N].
 - ``serving_tf_example``: serialized tf.Example [N] (what the Evaluator feeds) -> the same outputs.
 - ``transform_features``: serialized tf.Example [N] -> the transformed features, for debugging.
 
@@ -16,7 +17,7 @@ import tf_keras as keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer import features, inputs, serving_api
+from trainer import features, image_header, inputs, serving_api
 from trainer.config import TrainerConfig
 from trainer.contract import ASSETS_EXTRA, CLASS_NAMES_ASSET
 
@@ -40,6 +41,9 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
     unlabeled_spec = {k: v for k, v in raw_spec.items() if k != features.LABEL_KEY}
 
     def predict(raw: dict) -> dict:
+        # The Transform graph decodes whatever size a header declares: refuse image bombs before it runs.
+        raw = {**raw, features.IMAGE_KEY: image_header.check_declared_sizes(raw[features.IMAGE_KEY],
+                                                                           cfg.max_decode_pixels)}
         transformed = model.tft_layer(raw)
         view = inputs.eval_view(transformed[features.transformed_name(features.IMAGE_KEY)], cfg)
         probabilities = model(view, training=False)

@@ -32,7 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retries", type=int, default=3,
                    help="retries of a request when the server is unreachable or busy, with exponential backoff "
                         "from 0.5 s (default: 3)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per request (default: 16)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="images per request (default: 16); a TF Serving with batching refuses more than its "
+                        "max_batch_size, which no API reports: the client then warns and uses that limit")
     tls = p.add_argument_group("TLS (REST: an https:// URL; gRPC: --tls or --ca-cert)")
     tls.add_argument("--tls", action="store_true", help="gRPC over TLS, server verified against the system CAs")
     tls.add_argument("--ca-cert", metavar="PEM", help="CA bundle that signs the server's certificate (implies TLS)")
