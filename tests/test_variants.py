@@ -242,7 +242,7 @@ def test_exported_model_loads_as_the_evaluator_loads_it(exported_model, tmp_path
 
     import tensorflow_transform as tft
 
-    from tests.conftest import CLASSES
+    from tests.helpers import CLASSES
     from trainer import export, run
 
     cfg = PRESETS["better"]
