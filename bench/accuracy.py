@@ -1,6 +1,6 @@
-"""Accuracy table: the rows of the keras.io TokenLearner table, plus the `better` recipe, each trained through the
-real Trainer code path (`trainer.run.run_fn`, as the TFX Trainer calls it) and scored on the CIFAR-10 test split
-through the exported SavedModel's `serving_tf_example` signature (what the Evaluator runs).
+"""Accuracy table: the rows of the keras.io TokenLearner table, plus the `better` and `compact` presets, each
+trained through the real Trainer code path (`trainer.run.run_fn`, as the TFX Trainer calls it) and scored on the
+CIFAR-10 test split through the exported SavedModel's `serving_tf_example` signature (what the Evaluator runs).
 
     nice .venv/bin/python bench/accuracy.py --data ../shared/data/cifar10/cifar10-jpg.tar.gz --epochs 1
 
@@ -31,6 +31,7 @@ ROWS: dict[str, tuple[str, dict, float | None, float | None]] = {
     "tl_v11_g8_t8": ("keras_io", {"token_learner": "v1.1", "token_learner_groups": 8, "num_tokens": 8}, 54.898, 0.0146),
     "tl_v11_g4_t8": ("keras_io", {"token_learner": "v1.1", "token_learner_groups": 4, "num_tokens": 8}, 55.196, 0.0149),
     "better": ("better", {}, None, None),
+    "compact": ("compact", {}, None, None),  # CCT tokenizer + TokenLearner + sequence pooling, `better` recipe
 }
 log = logging.getLogger("bench")
 
@@ -91,7 +92,9 @@ def train_row(name: str, args, dataset_dir: Path, transform_dir: str, class_name
 
 def _label(result: dict) -> tuple[str, str]:
     cfg = result["config"]
-    if cfg["token_learner"] == "none":
+    if cfg.get("conv_tokenizer_stages"):
+        variant = f"CCT tokenizer ({cfg['conv_tokenizer_stages']} conv stages) + TokenLearner {cfg['token_learner']}"
+    elif cfg["token_learner"] == "none":
         variant = f"ViT, no TokenLearner ({cfg['num_layers']} blocks)"
     elif cfg["token_learner"] == "v1":
         variant = "TokenLearner v1"

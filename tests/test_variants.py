@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -231,3 +232,28 @@ def test_flops_report_skips_a_model_with_dynamic_shapes(tmp_path, caplog):
     assert flops.write(None, str(tmp_path)) is None
     assert not (tmp_path / flops.STATS_FILE).exists()
     assert "FLOPs not computed" in caplog.text
+
+
+def test_exported_model_loads_as_the_evaluator_loads_it(exported_model, tmp_path):
+    """TFMA's worker builds the model with tf.keras.models.load_model in a process that never imported trainer/:
+    the export must not carry the optimizer (its custom WarmupCosine schedule) or the custom loss."""
+    import subprocess
+    import sys
+
+    import tensorflow_transform as tft
+
+    from tests.helpers import CLASSES
+    from trainer import export, run
+
+    cfg = PRESETS["better"]
+    model = run.compile_model(cfg, steps_per_epoch=10)
+    assert isinstance(model.optimizer.learning_rate, recipe.WarmupCosine)
+    export.export_serving_model(model, tft.TFTransformOutput(exported_model.transform_dir), cfg, CLASSES,
+                                str(tmp_path / "m"))
+    load = ("from tensorflow_model_analysis import constants; from tensorflow_model_analysis.utils import model_util; "
+            f"model = model_util.model_construct_fn(eval_saved_model_path={str(tmp_path / 'm')!r}, tags=['serve'], "
+            "model_type=constants.TF_KERAS)(); print(type(model).__name__, len(model.metrics))")
+    done = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["Functional", "0"]  # a Keras model, nothing compiled for TFMA to run

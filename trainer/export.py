@@ -68,7 +68,11 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
         "serving_tf_example": serve_tf_examples.get_concrete_function(),
         "transform_features": transform_features.get_concrete_function(),
     }
-    model.save(export_dir, save_format="tf", signatures=signatures)
+    # Without the optimizer and the compile settings: the Evaluator (TFMA) loads this with
+    # tf.keras.models.load_model, which would rebuild them and needs every custom schedule and loss class
+    # (trainer/recipe.py) importable in its process; it runs the signature, not the compiled loss. Training state
+    # lives in the Trainer's checkpoints (trainer/checkpoints.py), not in the serving model.
+    model.save(export_dir, save_format="tf", signatures=signatures, include_optimizer=False)
     _write_class_names(export_dir, class_names)
 
 

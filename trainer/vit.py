@@ -1,5 +1,6 @@
 """The mini Vision Transformer of the keras.io TokenLearner example, in tf_keras (Keras 2), and its variants:
-no TokenLearner, TokenLearner v1 or v1.1 once, or TokenLearner + TokenFuser around every later block.
+no TokenLearner, TokenLearner v1 or v1.1 once, or TokenLearner + TokenFuser around every later block; patches or
+CCT's convolutional tokenizer in front, mean or sequence pooling at the head.
 
 Input is the already normalized and cropped view (image_size x image_size x 3); augmentation lives in the
 training input pipeline (trainer/inputs.py), not in the model.
@@ -10,6 +11,8 @@ import tf_keras as keras
 import tensorflow as tf
 
 from trainer.config import TrainerConfig
+from trainer.conv_tokenizer import ConvTokenizer
+from trainer.sequence_pooling import SequencePooling
 from trainer.stochastic_depth import StochasticDepth
 from trainer.token_fuser import TokenFuser
 from trainer.token_learner import TokenLearner
@@ -45,7 +48,7 @@ def _residual(branch, shortcut, drop_rate: float, name: str):
 def _transformer_block(x, cfg: TrainerConfig, name: str, drop_rate: float = 0.0):
     """Pre-norm block: x + MHA(LN(x)); then + MLP(LN(.)). Shape (B, N, D) is kept."""
     h = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=f"{name}_norm_1")(x)
-    h = keras.layers.MultiHeadAttention(num_heads=cfg.num_heads, key_dim=cfg.projection_dim,
+    h = keras.layers.MultiHeadAttention(num_heads=cfg.num_heads, key_dim=cfg.key_dim or cfg.projection_dim,
                                         dropout=cfg.dropout, name=f"{name}_attention")(h, h)
     x = _residual(h, x, drop_rate, name=f"{name}_add_1")
     h = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=f"{name}_norm_2")(x)
@@ -77,11 +80,9 @@ def build_model(cfg: TrainerConfig) -> keras.Model:
 
     With ``cfg.token_fuser`` every later block is wrapped instead: TokenLearner -> block -> TokenFuser + residual,
     so the sequence keeps all N patches and TokenLearner runs once per wrapped block."""
-    side = cfg.image_size // cfg.patch_size
+    side = cfg.grid_side
     inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
-    x = keras.layers.Conv2D(cfg.projection_dim, cfg.patch_size, strides=cfg.patch_size, padding="valid",
-                            name="patch_embedding")(inputs)  # (B, side, side, D)
-    x = keras.layers.Reshape((side * side, cfg.projection_dim), name="patches")(x)  # (B, N, D)
+    x = _tokenize(inputs, cfg)  # (B, N, D)
     x = PositionEmbedding(name="position_embedding")(x)
     x = keras.layers.Dropout(cfg.dropout, name="embedding_dropout")(x)
     for i in range(cfg.num_layers):
@@ -94,15 +95,31 @@ def build_model(cfg: TrainerConfig) -> keras.Model:
             x = keras.layers.Reshape((side, side, cfg.projection_dim), name="token_grid")(x)  # (B, s, s, D)
             x = _token_learner(cfg, name="token_learner")(x)  # (B, T, D)
     x = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="head_norm")(x)
-    x = keras.layers.GlobalAveragePooling1D(name="head_pool")(x)  # (B, D)
+    if cfg.pooling == "sequence":
+        x = SequencePooling(name="head_pool")(x)  # (B, D)
+    else:
+        x = keras.layers.GlobalAveragePooling1D(name="head_pool")(x)  # (B, D)
     # float32 softmax even under mixed precision, so probabilities stay well-formed.
     outputs = keras.layers.Dense(cfg.num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=_model_name(cfg))
 
 
+def _tokenize(inputs, cfg: TrainerConfig):
+    """(B, S, S, 3) view -> (B, N, D) tokens: non-overlapping patches, or CCT's conv stages."""
+    if cfg.conv_tokenizer_stages:
+        filters = [cfg.conv_tokenizer_filters] * (cfg.conv_tokenizer_stages - 1) + [cfg.projection_dim]
+        return ConvTokenizer(filters, name="conv_tokenizer")(inputs)
+    side = cfg.grid_side
+    x = keras.layers.Conv2D(cfg.projection_dim, cfg.patch_size, strides=cfg.patch_size, padding="valid",
+                            name="patch_embedding")(inputs)  # (B, side, side, D)
+    return keras.layers.Reshape((side * side, cfg.projection_dim), name="patches")(x)
+
+
 def _model_name(cfg: TrainerConfig) -> str:
-    """vit, vit_token_learner_4 (v1), vit_token_learner_v11_g4_8 (v1.1, 4 groups, 8 tokens), ..._fuser."""
+    """vit, vit_token_learner_4 (v1), vit_token_learner_v11_g4_8 (v1.1, 4 groups, 8 tokens), ..._fuser; cct_...
+    with the convolutional tokenizer."""
+    family = "cct" if cfg.conv_tokenizer_stages else "vit"
     if cfg.token_learner == "none":
-        return "vit"
+        return family
     version = "" if cfg.token_learner == "v1" else f"v11_g{cfg.token_learner_groups}_"
-    return f"vit_token_learner_{version}{cfg.num_tokens}" + ("_fuser" if cfg.token_fuser else "")
+    return f"{family}_token_learner_{version}{cfg.num_tokens}" + ("_fuser" if cfg.token_fuser else "")

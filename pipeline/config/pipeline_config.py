@@ -125,6 +125,7 @@ _PIPELINE_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"accuracy_floor": 0.0, "regression_tolerance": 1.0},
     "keras_io": {},
     "better": {},  # same model and 20 epochs, a stronger recipe (trainer/config.py)
+    "compact": {},  # conv tokenizer + TokenLearner + sequence pooling, the `better` recipe (trainer/config.py)
 }
 PRESETS = tuple(_PIPELINE_PRESETS)
 DEFAULT_PRESET = "keras_io"

@@ -203,7 +203,7 @@ def load_keras_model(serving_dir: str):
     """The Keras model inside the Trainer's SavedModel (keras_metadata.pb), with our custom layers."""
     import tf_keras as keras
 
-    from trainer import token_learner, vit  # noqa: F401  (registers the custom layers for deserialization)
+    from trainer import vit  # noqa: F401  (imports, so registers, every custom layer for deserialization)
 
     return keras.models.load_model(serving_dir, compile=False)
 
@@ -296,7 +296,9 @@ def _facts(config: PipelineConfig, run: summary.RunSummary, cfg: TrainerConfig, 
             ("variant", variant), ("tokens", tokens),
             ("parameters", f"{params:,}"), ("GFLOPs per image", _gflops(stats)),
             ("input view", f"{cfg.image_size}×{cfg.image_size}×3"),
-            ("patches", f"{cfg.patch_size}×{cfg.patch_size} of a {cfg.image_size}×{cfg.image_size} view"),
+            ("tokenizer", f"{cfg.conv_tokenizer_stages} × (conv 3×3, ReLU, max-pool /2) on a {cfg.image_size}×"
+                          f"{cfg.image_size} view → {cfg.grid_side}×{cfg.grid_side} tokens" if cfg.conv_tokenizer_stages
+             else f"{cfg.patch_size}×{cfg.patch_size} patches of a {cfg.image_size}×{cfg.image_size} view"),
             ("width · heads · MLP", f"{cfg.projection_dim} · {cfg.num_heads} · {cfg.mlp_dim}"),
         ]),
         ("Data", [

@@ -1,0 +1,51 @@
+"""Every preset's recipe goes through the whole pipeline, Evaluator and Pusher included.
+
+The Evaluator (TFMA) loads the exported model in its own worker processes with tf.keras.models.load_model, so
+whatever the exported model carries must load there without our code imported: a preset whose optimizer, schedule
+or loss could not is caught here. Each preset runs as defined (model, optimizer, schedule, loss, regularisers,
+augmentation), on 100 real training and 100 real test images for one epoch. `tiny` is covered by
+test_pipeline_e2e.py's run. The runs share one output folder, so data preparation and every component before the
+Trainer run once (later runs take them from the cache); each later Evaluator also loads the previous preset's
+pushed model as its baseline.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import cli
+from trainer.config import PRESETS
+
+pytestmark = pytest.mark.slow
+
+COVERED_ELSEWHERE = {"tiny"}  # test_pipeline_e2e.py
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory):
+    return tmp_path_factory.mktemp("presets")
+
+
+@pytest.mark.parametrize("preset", [p for p in PRESETS if p not in COVERED_ELSEWHERE])
+def test_preset_trains_evaluates_and_pushes(preset, output, shared_cifar, capsys):
+    rc = cli.main(["run", "--data", str(shared_cifar), "--preset", preset, "--limit", "100", "--epochs", "1",
+                   # A one-epoch model is near chance: the gate is TFMA loading and scoring it, not its accuracy.
+                   "--set", "accuracy_floor=0", "--set", "regression_tolerance=1", "--set", f"model_name={preset}",
+                   "--output", str(output)])
+    table = capsys.readouterr().out
+    assert rc == 0, table
+    assert any(line.startswith("Evaluator") for line in table.splitlines()), table
+    versions = list((output / "serving" / preset).iterdir())
+    assert len(versions) == 1 and (versions[0] / "saved_model.pb").is_file(), table
+
+    # The pushed model serves: the JPEG bytes of test examples and the examples themselves give the same answer.
+    model = tf.saved_model.load(str(versions[0]))
+    dataset = next((output / "data").iterdir())
+    records = [r.numpy() for r in tf.data.TFRecordDataset(
+        [str(p) for p in sorted((dataset / "test").glob("*.gz"))], compression_type="GZIP").take(8)]
+    by_example = model.signatures["serving_tf_example"](examples=tf.constant(records))["probabilities"].numpy()
+    images = [tf.train.Example.FromString(r).features.feature["image"].bytes_list.value[0] for r in records]
+    by_bytes = model.signatures["serving_default"](images=tf.constant(images))["probabilities"].numpy()
+    assert by_bytes.shape == (8, PRESETS[preset].num_classes)
+    np.testing.assert_allclose(by_bytes, by_example, atol=1e-5)
