@@ -10,7 +10,7 @@ from typing import Any
 
 from absl import logging
 from tfx import types
-from tfx.components import ImportSchemaGen
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.components.schema_gen.import_schema_gen import executor as import_schema_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs

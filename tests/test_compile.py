@@ -19,7 +19,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from components.schema import PACKAGED_SCHEMA
+from components.schema import PACKAGE_SCHEME, PACKAGED_SCHEMA
 from pipeline import cli
 from pipeline import config as config_lib
 from tests.helpers import REPO
@@ -172,7 +172,7 @@ def test_module_paths_import_from_a_plain_install_outside_the_source_tree(kubefl
     assert done.returncode == 0, done.stderr[-2000:]
     trainer_file, schema_file = done.stdout.split()
     assert trainer_file.startswith(str(site))
-    assert schema_file == str(site / "pipeline" / "schema" / "schema.pbtxt")  # package data, installed
+    assert schema_file == str(site / PACKAGED_SCHEMA.removeprefix(PACKAGE_SCHEME))  # package data, installed
 
 
 def test_vertex_dry_run_prints_the_job_and_sends_nothing(tmp_path, capsys, monkeypatch):
@@ -316,7 +316,7 @@ def test_schema_defaults_to_the_one_installed_in_the_image(vertex_job):
     """No --set schema_path: the spec names the package data, which the schema importer resolves where it runs (the
     image; tests/test_container_entrypoint.py runs that executor from a plain install)."""
     spec = _spec(vertex_job)
-    assert _param(spec, "ImportSchemaGen", "schema_file") == PACKAGED_SCHEMA == "package:pipeline/schema/schema.pbtxt"
+    assert _param(spec, "ImportSchemaGen", "schema_file") == PACKAGED_SCHEMA
     args = list(_executors(spec)["ImportSchemaGen_executor"].container.args)
     assert args[args.index("--executor_class_path") + 1] == "components.schema_gen.PackagedSchemaExecutor"
 

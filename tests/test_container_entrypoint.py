@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from components import cifar10
-from components.schema import PACKAGED_SCHEMA
+from components.schema import PACKAGE_SCHEME, PACKAGED_SCHEMA
 from pipeline import cli
 from tests import kfp_launcher
 from tests.helpers import REPO, write_image_folder
@@ -99,9 +99,10 @@ def test_import_schema_gen_copies_the_schema_of_the_installed_package(runs, inst
     assert "--executor_class_path" in run.command
     assert run.command[run.command.index("--executor_class_path") + 1] == \
         "components.schema_gen.PackagedSchemaExecutor"
-    assert f"Schema {PACKAGED_SCHEMA} resolved to {installed}/pipeline/schema/schema.pbtxt" in run.log
+    in_package = PACKAGED_SCHEMA.removeprefix(PACKAGE_SCHEME)  # e.g. pipeline/schema/schema.pbtxt
+    assert f"Schema {PACKAGED_SCHEMA} resolved to {installed / in_package}" in run.log
     copied = run.uri("schema") / "schema.pbtxt"
-    assert copied.read_text() == (REPO / "pipeline" / "schema" / "schema.pbtxt").read_text()
+    assert copied.read_text() == (REPO / in_package).read_text()
 
 
 def test_transform_writes_the_graph_of_the_installed_preprocessing_fn(runs):
