@@ -55,8 +55,8 @@ def executor_input(spec: dict, task: str, inputs: dict[str, dict], root: Path,
     assert set(inputs) <= set(declared), f"{task}: unknown inputs {sorted(set(inputs) - set(declared))}"
     values = {}
     for name, value in spec["root"]["dag"]["tasks"][task].get("inputs", {}).get("parameters", {}).items():
-        constant = value["runtimeValue"]["constant"]  # a JSON value (google.protobuf.Value)
-        values[name] = rewrite(constant) if isinstance(constant, str) else constant
+        constant = value["runtimeValue"]["constant"]  # a JSON value (google.protobuf.Value): rewrite inside it too
+        values[name] = json.loads(rewrite(json.dumps(constant)))
     outputs = {name: {"artifacts": [{"name": f"test/artifacts/{task}-{name}", "type": d["artifactType"],
                                      "uri": str(root / task / name)}]}
                for name, d in component.get("outputDefinitions", {}).get("artifacts", {}).items()}
