@@ -99,7 +99,7 @@ def test_import_schema_gen_copies_the_schema_of_the_installed_package(runs, inst
     assert "--executor_class_path" in run.command
     assert run.command[run.command.index("--executor_class_path") + 1] == \
         "components.schema_gen.PackagedSchemaExecutor"
-    in_package = PACKAGED_SCHEMA.removeprefix(PACKAGE_SCHEME)  # e.g. pipeline/schema/schema.pbtxt
+    in_package = PACKAGED_SCHEMA.removeprefix(PACKAGE_SCHEME)  # e.g. pipeline/config/schema/schema.pbtxt
     assert f"Schema {PACKAGED_SCHEMA} resolved to {installed / in_package}" in run.log
     copied = run.uri("schema") / "schema.pbtxt"
     assert copied.read_text() == (REPO / in_package).read_text()
