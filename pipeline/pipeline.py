@@ -17,6 +17,7 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
 from components.pusher import AtomicPusherExecutor
+from components.schema_gen import PackagedImportSchemaGen
 from components.trainer_component import trainer_component
 from components.validator import GatedExampleValidator
 from pipeline.config import PipelineConfig
@@ -73,7 +74,8 @@ def data_components(config: PipelineConfig) -> DataComponents:
         schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
                                               infer_feature_shape=True)
     else:
-        schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+        # A path, or a `package:` name resolved where the component runs (the default: the installed project's).
+        schema_gen = PackagedImportSchemaGen(schema_file=config.schema_path).with_id(contract.IMPORT_SCHEMA_GEN)
         # With the curated schema `label` counts as categorical: its class histogram is what the drift check uses.
         statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
                                                       schema=schema_gen.outputs["schema"])

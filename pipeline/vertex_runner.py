@@ -5,10 +5,14 @@ a credentials lookup, touches the network), and returns what it would send inste
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pipeline import kubeflow_runner
 from pipeline.config import ConfigError, PipelineConfig
+
+# Vertex AI's AcceleratorType enum names (aiplatform v1 machine_resources.proto): NVIDIA_TESLA_T4, NVIDIA_L4, TPU_V3
+_ACCELERATOR_ENUM = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
 def check(config: PipelineConfig) -> None:
@@ -18,11 +22,15 @@ def check(config: PipelineConfig) -> None:
         if not getattr(config, name).startswith("gs://"):
             raise ConfigError(f"{name}: Vertex AI reads and writes Cloud Storage; expected gs://..., got "
                               f"{getattr(config, name)!r}")
+    kind = config.resources.trainer_accelerator_type
+    if kind and not _ACCELERATOR_ENUM.match(kind):
+        raise ConfigError(f"resources_trainer_accelerator_type: Vertex AI expects an accelerator name such as "
+                          f"NVIDIA_TESLA_T4 or NVIDIA_L4, got {kind!r}")
 
 
 def compile_spec(config: PipelineConfig, out: str) -> str:
     check(config)
-    return kubeflow_runner.compile_spec(config, out)
+    return kubeflow_runner.write_spec(config, out)
 
 
 def submit(config: PipelineConfig, spec_path: str, dry_run: bool = False, credentials: Any = None) -> Any:

@@ -1,6 +1,7 @@
 """Compiling for Kubeflow Pipelines v2 and Vertex AI, offline: the spec is a valid KFP v2 pipeline spec, has every
-component in DAG order, runs every executor in the configured image, carries the Beam profile and the Vertex
-training machine; the module paths it names import from the installed package; the Vertex dry run sends nothing.
+component in DAG order, runs every executor in the configured image with the configured cpu/memory (and the
+Trainer's accelerator when asked), carries the Beam profile and the Vertex training machine; the module paths and
+the packaged schema it names resolve in the installed package; the Vertex dry run sends nothing.
 
 Not covered here (too slow for CI): building a fresh venv from requirements.lock and importing the module paths in
 it. The import check below uses a plain (non-editable) install of the project, as the Dockerfile does, next to the
@@ -18,14 +19,15 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from components.schema import PACKAGE_SCHEME, PACKAGED_SCHEMA
 from pipeline import cli
 from pipeline import config as config_lib
 from tests.helpers import REPO
 
 IMAGE = "europe-west4-docker.pkg.dev/proj/tokenlearner/tokenlearner:0.1.0"
 SCHEMA = "gs://bucket/schema/schema.pbtxt"
-REMOTE = ["--image", IMAGE, "--data-root", "gs://bucket/data/cifar10-tiny", "--output", "gs://bucket/tokenlearner",
-          "--set", f"schema_path={SCHEMA}"]
+# All a user must give: the schema defaults to the one installed in the image.
+REMOTE = ["--image", IMAGE, "--data-root", "gs://bucket/data/cifar10-tiny", "--output", "gs://bucket/tokenlearner"]
 RUN_FN, PREPROCESSING_FN = "trainer.run.run_fn", "trainer.preprocessing.preprocessing_fn"
 RESOLVERS = {"latest_blessed_model_resolver-model-resolver", "latest_blessed_model_resolver-model-blessing-resolver"}
 # (a, b): task b runs after task a (directly or through other tasks).
@@ -44,7 +46,9 @@ def _compile(tmp_path: Path, target: str, *extra: str) -> dict:
 
 @pytest.fixture(scope="module")
 def kubeflow_job(tmp_path_factory) -> dict:
-    return _compile(tmp_path_factory.mktemp("kfp"), "kubeflow", "--beam-profile", "dataflow",
+    """With a gs:// schema: the override of the packaged one."""
+    return _compile(tmp_path_factory.mktemp("kfp"), "kubeflow", "--set", f"schema_path={SCHEMA}",
+                    "--beam-profile", "dataflow",
                     "--set", "beam_project=proj", "--set", "beam_region=europe-west4",
                     "--set", "beam_temp_location=gs://bucket/tmp")
 
@@ -71,21 +75,22 @@ def _executors(spec: pipeline_spec_pb2.PipelineSpec) -> dict:
 
 
 def _param(spec: pipeline_spec_pb2.PipelineSpec, task: str, name: str) -> str:
-    return spec.root.dag.tasks[task].inputs.parameters[name].runtime_value.constant_value.string_value
+    return spec.root.dag.tasks[task].inputs.parameters[name].runtime_value.constant.string_value
 
 
 @pytest.mark.parametrize("target", ["kubeflow", "vertex"])
 def test_spec_is_a_kfp_v2_pipeline_with_every_component_in_dag_order(target, kubeflow_job, vertex_job):
     spec = _spec(kubeflow_job if target == "kubeflow" else vertex_job)
-    assert spec.pipeline_info.name == "tokenlearner-cifar10" and spec.schema_version == "2.0.0"
+    assert spec.pipeline_info.name == "tokenlearner-cifar10" and spec.schema_version == "2.1.0"
     tasks = spec.root.dag.tasks
     schema = "ImportSchemaGen" if "ImportSchemaGen" in tasks else "SchemaGen"
-    if schema == "ImportSchemaGen":
-        assert _param(spec, schema, "schema_file") == SCHEMA
+    assert _param(spec, schema, "schema_file") == (SCHEMA if target == "kubeflow" else PACKAGED_SCHEMA)
     assert set(tasks) == {"ImportExampleGen", "StatisticsGen", schema, "ExampleValidator", "Transform", "Trainer",
                           "Evaluator", "Pusher", *RESOLVERS}
     for name, task in tasks.items():
         assert set(task.dependent_tasks) <= set(tasks), name
+        # KFP 2.x's driver takes `runtimeValue.constant` only (the spec 2.0 form `constantValue` it refuses).
+        assert all(p.runtime_value.WhichOneof("value") == "constant" for p in task.inputs.parameters.values()), name
         assert task.component_ref.name in spec.components
     before = {name: set(task.dependent_tasks) for name, task in tasks.items()}
     changed = True
@@ -159,12 +164,15 @@ def test_module_paths_import_from_a_plain_install_outside_the_source_tree(kubefl
                     "--target", str(site), str(REPO)], check=True, capture_output=True)
     probe = (f"import importlib, sys; sys.path.insert(0, {str(site)!r}); "
              "[getattr(importlib.import_module(p.rpartition('.')[0]), p.rpartition('.')[2]) for p in sys.argv[1:]]; "
-             "import trainer; print(trainer.__file__)")
+             f"import trainer; from components import schema; print(trainer.__file__); "
+             f"print(schema.resolve({PACKAGED_SCHEMA!r}))")
     # -I: no PYTHONPATH, no user site, no cwd on sys.path; run from an unrelated folder.
     done = subprocess.run([sys.executable, "-I", "-c", probe, *paths], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().startswith(str(site))
+    trainer_file, schema_file = done.stdout.split()
+    assert trainer_file.startswith(str(site))
+    assert schema_file == str(site / PACKAGED_SCHEMA.removeprefix(PACKAGE_SCHEME))  # package data, installed
 
 
 def test_vertex_dry_run_prints_the_job_and_sends_nothing(tmp_path, capsys, monkeypatch):
@@ -222,12 +230,12 @@ def test_bad_vertex_settings_exit_2_naming_the_field(args, match, tmp_path, caps
 
 
 @pytest.mark.parametrize("args, field", [
-    (["--data-root", "DATA", "--output", "gs://b/o", "--set", f"schema_path={SCHEMA}"], "data_root"),
-    (["--data-root", "gs://b/d", "--output", "outputs", "--set", f"schema_path={SCHEMA}"], "output_dir"),
-    (["--data-root", "gs://b/d", "--output", "gs://b/o"], "schema_path"),  # the default is a file of this checkout
+    (["--data-root", "DATA", "--output", "gs://b/o"], "data_root"),
+    (["--data-root", "gs://b/d", "--output", "outputs"], "output_dir"),
+    (["--data-root", "gs://b/d", "--output", "gs://b/o", "--set", "schema_path=DATA/schema.pbtxt"], "schema_path"),
 ])
 def test_local_paths_are_refused_for_remote_targets(args, field, tmp_path, capsys):
-    args = [str(tmp_path) if a == "DATA" else a for a in args]
+    args = [a.replace("DATA", str(tmp_path)) for a in args]
     rc = cli.main(["compile", "--target", "kubeflow", "--image", IMAGE, *args, "--out", str(tmp_path / "x.json")])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith(f"tokenlearner: error: {field}: ") and "is on this machine" in err
@@ -239,3 +247,83 @@ def test_inferred_schema_needs_no_file(tmp_path):
     assert cli.main(["compile", "--target", "kubeflow", "--image", IMAGE, "--data-root", "gs://b/d", "--output",
                      "gs://b/o", "--set", "schema_path=infer", "--out", str(out)]) == 0
     assert "SchemaGen" in json.loads(out.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
+
+
+# ------------------------------------------------------------------------------------------------ resources
+
+GB = 2**30 / 1e9  # GiB in the spec's unit (GB: KFP's driver reads memory_limit as "<value>G")
+# Defaults (pipeline/config/resources.py): node -> (cpu, GiB); sized from the measured peaks in docs/reliability.md.
+DEFAULT_LIMITS = {"ImportExampleGen": (2, 4), "StatisticsGen": (2, 4), "ImportSchemaGen": (1, 2),
+                  "ExampleValidator": (1, 2), "Transform": (2, 4), "Trainer": (4, 8), "Evaluator": (2, 4),
+                  "Pusher": (1, 2)}
+
+
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_every_container_gets_its_cpu_and_memory_limits(target, kubeflow_job, vertex_job):
+    executors = _executors(_spec(kubeflow_job if target == "kubeflow" else vertex_job))
+    for node, (cpu, gib) in DEFAULT_LIMITS.items():
+        resources = executors[f"{node}_executor"].container.resources
+        assert resources.cpu_limit == cpu, node
+        assert resources.memory_limit == pytest.approx(gib * GB, abs=1e-3), node
+        assert not resources.HasField("accelerator"), node  # off by default
+    assert executors["Trainer_executor"].container.resources.memory_limit >= 8 * GB
+
+
+@pytest.mark.parametrize("target, accelerator", [("kubeflow", "nvidia.com/gpu"), ("vertex", "NVIDIA_TESLA_T4")])
+def test_trainer_accelerator_and_limits_are_set_from_the_command_line(target, accelerator, tmp_path, capsys):
+    job = _compile(tmp_path, target, "--set", "vertex_project=proj",
+                   "--set", f"resources_trainer_accelerator_type={accelerator}",
+                   "--set", "resources_trainer_accelerator_count=2", "--set", "resources_trainer_memory_gib=12",
+                   "--set", "resources.transform_cpu=3")
+    executors = _executors(_spec(job))
+    trainer = executors["Trainer_executor"].container.resources
+    assert trainer.cpu_limit == 4 and trainer.memory_limit == pytest.approx(12 * GB, abs=1e-3)
+    assert trainer.accelerator.type == accelerator and trainer.accelerator.count == 2
+    assert executors["Transform_executor"].container.resources.cpu_limit == 3
+    assert not executors["Evaluator_executor"].container.resources.HasField("accelerator")
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1].endswith(f"{target}.json")
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in printed[:-1]}
+    assert set(lines) == set(DEFAULT_LIMITS)  # every container task, no resolver
+    assert lines["Trainer"] == f"cpu 4, memory 12 GiB (12.885 GB), accelerator {accelerator} x2"
+    assert lines["ImportExampleGen"] == "cpu 2, memory 4 GiB (4.295 GB)"
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--target", "kubeflow", "--set", "resources_trainer_accelerator_count=1"],
+     "resources_trainer_accelerator_type/resources_trainer_accelerator_count: set both"),
+    (["--target", "kubeflow", "--set", "resources_trainer_memory_gib=0"],
+     "resources_trainer_memory_gib: expected > 0 GiB, got 0.0"),
+    (["--target", "kubeflow", "--set", "resources_pusher_cpu=lots"], "resources_pusher_cpu: cannot read 'lots'"),
+    (["--target", "kubeflow", "--set", "resources_trainer_accelerator_type=nvidia.com/gpu",
+      "--set", "resources_trainer_accelerator_count=17"], "resources_trainer_accelerator_count: expected 0..16"),
+    (["--target", "kubeflow", "--set", "resources_trainer_accelerator_type=NVIDIA_TESLA_T4",
+      "--set", "resources_trainer_accelerator_count=1"], "resources_trainer_accelerator_type: Kubeflow expects"),
+    (["--target", "vertex", "--set", "vertex_project=p", "--set", "resources_trainer_accelerator_type=nvidia.com/gpu",
+      "--set", "resources_trainer_accelerator_count=1"], "resources_trainer_accelerator_type: Vertex AI expects"),
+    (["--target", "vertex", "--set", "vertex_project=p", "--set", "vertex_training=true",
+      "--set", "resources_trainer_accelerator_type=NVIDIA_TESLA_T4", "--set", "resources_trainer_accelerator_count=1"],
+     "give the job its GPUs with vertex_accelerator_type/vertex_accelerator_count"),
+])
+def test_bad_resources_exit_2_naming_the_field(args, match, tmp_path, capsys):
+    assert cli.main(["compile", *args, "--out", str(tmp_path / "x.json"), *REMOTE]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tokenlearner: error: ") and match in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_schema_defaults_to_the_one_installed_in_the_image(vertex_job):
+    """No --set schema_path: the spec names the package data, which the schema importer resolves where it runs (the
+    image; tests/test_container_entrypoint.py runs that executor from a plain install)."""
+    spec = _spec(vertex_job)
+    assert _param(spec, "ImportSchemaGen", "schema_file") == PACKAGED_SCHEMA
+    args = list(_executors(spec)["ImportSchemaGen_executor"].container.args)
+    assert args[args.index("--executor_class_path") + 1] == "components.schema_gen.PackagedSchemaExecutor"
+
+
+def test_a_packaged_schema_that_does_not_resolve_is_refused_at_compile_time(tmp_path, capsys):
+    rc = cli.main(["compile", "--target", "kubeflow", *REMOTE, "--set", "schema_path=package:pipeline/nope.pbtxt",
+                   "--out", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("tokenlearner: error: schema_path: 'package:pipeline/nope.pbtxt': no file")
+    assert not (tmp_path / "x.json").exists()

@@ -6,11 +6,12 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tfx.types import artifact_utils, standard_artifacts
 
+from components import schema as schema_lib
 from components.validator import DataValidationError, GatingExecutor
-from pipeline.config import DEFAULT_SCHEMA
 from tests.helpers import png_bytes, random_images
 
 IMAGE = png_bytes(random_images(1)[0])
+SCHEMA_FILE = schema_lib.resolve(schema_lib.PACKAGED_SCHEMA)  # the curated schema the pipeline imports
 
 
 def example(label=0, image=IMAGE, **extra) -> bytes:
@@ -40,14 +41,14 @@ def validate(tmp_path, splits: dict[str, list[bytes]]):
                 writer.write(record)
         # As StatisticsGen computes them with the schema: `label` is categorical, so it gets a class histogram.
         result = tfdv.generate_statistics_from_tfrecord(
-            str(path), stats_options=tfdv.StatsOptions(schema=tfdv.load_schema_text(DEFAULT_SCHEMA)))
+            str(path), stats_options=tfdv.StatsOptions(schema=tfdv.load_schema_text(SCHEMA_FILE)))
         result.datasets[0].name = split
         (tmp_path / "stats" / f"Split-{split}").mkdir(parents=True)
         (tmp_path / "stats" / f"Split-{split}" / "FeatureStats.pb").write_bytes(result.SerializeToString())
     schema = standard_artifacts.Schema()
     schema.uri = str(tmp_path / "schema")
     (tmp_path / "schema").mkdir()
-    (tmp_path / "schema" / "schema.pbtxt").write_text(open(DEFAULT_SCHEMA).read())
+    (tmp_path / "schema" / "schema.pbtxt").write_text(open(SCHEMA_FILE).read())
     anomalies = standard_artifacts.ExampleAnomalies()
     anomalies.uri = str(tmp_path / "anomalies")
     GatingExecutor().Do({"statistics": [stats], "schema": [schema]}, {"anomalies": [anomalies]},

@@ -23,7 +23,11 @@ SPLITS = (TRAIN, EVAL, TEST)
 
 # Node ids of the graph, as ML Metadata records them (the run summary and the report look components up by them).
 EXAMPLE_GEN = "ImportExampleGen"
+STATISTICS_GEN = "StatisticsGen"
+IMPORT_SCHEMA_GEN = "ImportSchemaGen"  # the curated schema; SCHEMA_GEN when schema_path=infer
+SCHEMA_GEN = "SchemaGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"
+TRANSFORM = "Transform"
 TRAINER = "Trainer"
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"

@@ -1,4 +1,5 @@
-"""`tokenlearner compile` and `tokenlearner submit`: their arguments and the config they build.
+"""`tokenlearner compile` and `tokenlearner submit`: their arguments, the config they build, and what they print
+(each task's container limits as the compiled spec carries them).
 
 The work itself is in pipeline/kubeflow_runner.py and pipeline/vertex_runner.py.
 """
@@ -8,6 +9,8 @@ import argparse
 import json
 import os
 import tempfile
+
+import yaml
 
 from pipeline import config as config_lib
 from pipeline.cli import options
@@ -50,7 +53,12 @@ def compile_from_args(args) -> int:
     from pipeline import kubeflow_runner, vertex_runner
 
     runner = vertex_runner if args.target == "vertex" else kubeflow_runner
-    print(runner.compile_spec(build_config(args), args.out))
+    out = runner.compile_spec(build_config(args), args.out)
+    with open(out) as f:
+        spec = yaml.safe_load(f)  # JSON is YAML too
+    for task, limits in describe_resources(spec).items():
+        print(f"{task:<18} {limits}")
+    print(out)
     return EXIT_OK
 
 
@@ -78,4 +86,27 @@ def describe(job, config: config_lib.PipelineConfig, spec_path: str, sent: bool)
         "service_account": config.vertex.service_account or "(project default)",
         "labels": resource.get("labels", {}), "enable_caching": config.enable_cache,
         "images": sorted(images - {None}), "tasks": sorted(spec["root"]["dag"]["tasks"]),
+        "resources": describe_resources(spec),
     }
+
+
+def describe_resources(job_or_spec: dict) -> dict[str, str]:
+    """Task name -> its container's limits as the compiled spec carries them, e.g. 'cpu 4, memory 8 GiB (8.59 GB),
+    accelerator nvidia.com/gpu x1'; tasks without a container (resolvers) are left out."""
+    spec = job_or_spec.get("pipelineSpec", job_or_spec)
+    out = {}
+    for task, body in sorted(spec["root"]["dag"]["tasks"].items()):
+        label = spec["components"][body["componentRef"]["name"]]["executorLabel"]
+        container = spec["deploymentSpec"]["executors"][label].get("container")
+        if container is None:
+            continue
+        limits = container.get("resources")
+        if not limits:
+            out[task] = "no limits (the cluster's default)"
+            continue
+        memory = limits["memoryLimit"]  # GB, as KFP's driver reads it
+        text = f"cpu {limits['cpuLimit']:g}, memory {memory * 1e9 / 2**30:.3g} GiB ({memory:g} GB)"
+        if "accelerator" in limits:
+            text += f", accelerator {limits['accelerator']['type']} x{limits['accelerator']['count']}"
+        out[task] = text
+    return out

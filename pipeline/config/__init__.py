@@ -5,6 +5,7 @@
 - beam.py: `BeamConfig`, the Beam profiles (direct, Dataflow, Flink, Spark) of the data-heavy components;
 - metadata.py: `MetadataConfig`, where ML Metadata lives (SQLite or MySQL) and its connection;
 - vertex.py: `VertexConfig`, Vertex AI Pipelines and custom-training settings;
+- resources.py: `ResourcesConfig`, each component's container cpu/memory (and the Trainer's GPUs) on Kubeflow/Vertex;
 - errors.py: `ConfigError`, raised by every section with the field's name;
 - schema/schema.pbtxt: the curated schema every split is validated against (the default `schema_path`).
 

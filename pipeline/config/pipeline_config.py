@@ -11,9 +11,11 @@ import os
 import typing
 from typing import Any, Mapping
 
+from components.schema import PACKAGED_SCHEMA
 from pipeline.config.beam import BeamConfig
 from pipeline.config.errors import ConfigError
 from pipeline.config.metadata import MetadataConfig
+from pipeline.config.resources import ResourcesConfig
 from pipeline.config.vertex import VertexConfig
 from trainer.config import PRESETS as TRAINER_PRESETS
 from trainer.config import TrainerConfig
@@ -21,7 +23,8 @@ from trainer.features import CIFAR10_CLASSES
 from trainer.serving_api import DEFAULT_MODEL_NAME
 
 
-DEFAULT_SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema", "schema.pbtxt")
+# The default schema_path: the curated schema, package data resolved where the component runs (components/schema.py).
+DEFAULT_SCHEMA = PACKAGED_SCHEMA
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +41,7 @@ class PipelineConfig:
     beam_workers: int = 2  # Beam DirectRunner multi-processing workers; 0 = one per CPU
     enable_cache: bool = True
     # Curated schema every split is validated against (ImportSchemaGen); "infer" = SchemaGen infers one per run.
-    # On Kubeflow/Vertex point it at a copy the workers can read (gs://...).
+    # The default names the package data, resolved where the component runs: this checkout, or the container image.
     schema_path: str = DEFAULT_SCHEMA
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     # Container image of every Kubeflow/Vertex component, Dataflow worker and Vertex training job.
@@ -46,6 +49,8 @@ class PipelineConfig:
     beam: BeamConfig = dataclasses.field(default_factory=BeamConfig)  # --set beam_profile=dataflow ...
     metadata: MetadataConfig = dataclasses.field(default_factory=MetadataConfig)  # --set metadata_backend=mysql
     vertex: VertexConfig = dataclasses.field(default_factory=VertexConfig)  # --set vertex_project=...
+    # Kubeflow/Vertex container limits: --set resources_trainer_memory_gib=12
+    resources: ResourcesConfig = dataclasses.field(default_factory=ResourcesConfig)
 
     def __post_init__(self) -> None:
         if not self.data_root:
@@ -64,6 +69,10 @@ class PipelineConfig:
         _ = self.beam_pipeline_args  # raises ConfigError naming what the Beam profile still lacks
         if self.vertex.training and not self.image:
             raise ConfigError("image: required by vertex_training=true (the training job runs it)")
+        if self.vertex.training and self.resources.trainer_accelerator_count:
+            raise ConfigError("resources_trainer_accelerator_type/resources_trainer_accelerator_count: with "
+                              "vertex_training=true the Trainer step only submits the training job; give the job "
+                              "its GPUs with vertex_accelerator_type/vertex_accelerator_count")
 
     @property
     def pipeline_root(self) -> str:
@@ -111,7 +120,8 @@ class PipelineConfig:
 
 
 # Settings sections besides `trainer`: `--set <section>_<field>=v` or `--set <section>.<field>=v` reach them.
-_SECTIONS: dict[str, type] = {"beam": BeamConfig, "metadata": MetadataConfig, "vertex": VertexConfig}
+_SECTIONS: dict[str, type] = {"beam": BeamConfig, "metadata": MetadataConfig, "vertex": VertexConfig,
+                              "resources": ResourcesConfig}
 
 
 def _tuples(values: Mapping[str, Any]) -> dict[str, Any]:
