@@ -58,7 +58,7 @@ def vertex_job(tmp_path_factory) -> dict:
     return _compile(tmp_path_factory.mktemp("vertex"), "vertex", "--set", "vertex_project=proj",
                     "--set", "vertex_region=europe-west4", "--set", "vertex_training=true",
                     "--set", "vertex_machine_type=n1-standard-16", "--set", "vertex_accelerator_type=NVIDIA_TESLA_T4",
-                    "--set", "vertex_accelerator_count=2", "--set", "mixed_precision=true")
+                    "--set", "vertex_accelerator_count=2", "--set", "precision=float16")
 
 
 def _spec(job: dict) -> pipeline_spec_pb2.PipelineSpec:
@@ -142,7 +142,7 @@ def test_vertex_spec_carries_the_training_job_machine_spec(vertex_job):
     assert pool["machine_spec"] == {"machine_type": "n1-standard-16", "accelerator_type": "NVIDIA_TESLA_T4",
                                     "accelerator_count": 2}
     assert pool["replica_count"] == 1 and pool["container_spec"] == {"image_uri": IMAGE}
-    assert custom["trainer_config"]["mixed_precision"] is True
+    assert custom["trainer_config"]["precision"] == "float16"
     assert _param(spec, "Trainer", "run_fn") == RUN_FN
 
 

@@ -39,10 +39,31 @@ def test_overrides_reach_pipeline_and_trainer_fields():
     (["model_name=../evil"], "model_name"),
     (["num_tokens"], "expected key=value"),
     (["token_learner=v7"], "token_learner"),
+    (["precision=fp8"], r"precision: expected one of \('auto', 'float32', 'bfloat16', 'float16'\), got 'fp8'"),
+    (["mixed_precision=true"], "mixed_precision: replaced by precision = auto | float32 | bfloat16 | float16"),
+    (["trainer.mixed_precision=false"], "trainer.mixed_precision: replaced by precision"),
 ])
 def test_bad_overrides_name_the_field(pairs, match):
     with pytest.raises(ConfigError, match=match):
         config_lib.apply_overrides(config_lib.from_preset("tiny", data_root="d"), config_lib.parse_overrides(pairs))
+
+
+def test_precision_is_auto_in_every_preset_but_tiny_which_stays_float32():
+    precisions = {preset: config_lib.from_preset(preset, data_root="d").trainer.precision
+                  for preset in config_lib.PRESETS}
+    assert precisions.pop("tiny") == "float32"
+    assert precisions and set(precisions.values()) == {"auto"}
+    cfg = config_lib.apply_overrides(config_lib.from_preset("keras_io", data_root="d"),
+                                     {"precision": "float32"})
+    assert cfg.trainer.precision == "float32"
+
+
+@pytest.mark.parametrize("stored, precision", [(False, "float32"), (True, "auto")])
+def test_configs_stored_with_mixed_precision_still_load(stored, precision):
+    values = {**config_lib.from_preset("tiny", data_root="d").to_dict(), "data_root": "d"}
+    del values["trainer"]["precision"]
+    values["trainer"]["mixed_precision"] = stored
+    assert config_lib.PipelineConfig.from_dict(values).trainer.precision == precision
 
 
 def test_cli_reports_bad_input_in_one_line_and_writes_nothing(tmp_path, capsys):

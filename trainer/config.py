@@ -11,6 +11,15 @@ from typing import Any, Mapping
 TOKEN_LEARNER_VARIANTS = ("none", "v1", "v1.1")
 LR_SCHEDULES = ("constant", "cosine")
 POOLINGS = ("mean", "sequence")
+# Training arithmetic (trainer/distribute.py turns it into a Keras dtype policy). "auto" picks the fastest that the
+# hardware runs natively; serving is always float32 (trainer/export.py).
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+# Fields that existed once: reading them names what replaced them, instead of "unknown field".
+RETIRED_FIELDS = {
+    "mixed_precision": "replaced by precision = auto | float32 | bfloat16 | float16 (auto: mixed_float16 on GPUs "
+                       "of compute capability >= 7.0, mixed_bfloat16 on CPUs with avx512_bf16/amx_bf16, float32 "
+                       "otherwise); e.g. --set precision=float16",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +73,9 @@ class TrainerConfig:
     clip_norm: float = 0.0  # global gradient-norm clipping; 0 = off
     crop_padding: int = 0  # training view: zero-pad (the channel mean) by this much before the random crop
     seed: int = 42
-    # mixed_float16 when training on GPU (the softmax head stays float32); ignored on CPU.
-    mixed_precision: bool = False
+    # auto | float32 | bfloat16 | float16 (mixed: float32 variables and softmax head, 16-bit compute). "auto":
+    # bfloat16 on CPUs with avx512_bf16/amx_bf16, float16 on GPUs of compute capability >= 7.0, else float32.
+    precision: str = "auto"
     # Serving: an image whose header declares more pixels is refused before decoding (trainer/image_header.py);
     # 4096x4096 admits real photos while a decoded image stays under 50 MB (RGB uint8).
     max_decode_pixels: int = 4096 * 4096
@@ -103,6 +113,8 @@ class TrainerConfig:
                              f"{self.image_size.bit_length() - 1}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling: expected one of {POOLINGS}, got {self.pooling!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule: expected one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         for name in ("warmup_fraction", "label_smoothing", "stochastic_depth", "dropout"):
@@ -135,6 +147,14 @@ class TrainerConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrainerConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        values = dict(values)
+        if "mixed_precision" in values and "precision" not in values:
+            # A config stored before `precision` existed: false was float32 everywhere; true was float16 on GPU,
+            # which `auto` still picks there.
+            values["precision"] = "auto" if values.pop("mixed_precision") else "float32"
+        retired = sorted(set(values) & set(RETIRED_FIELDS))
+        if retired:
+            raise ValueError("; ".join(f"{name}: {RETIRED_FIELDS[name]}" for name in retired))
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown trainer config field(s) {unknown}; known: {sorted(known)}")
@@ -143,8 +163,9 @@ class TrainerConfig:
 
 PRESETS: dict[str, TrainerConfig] = {
     # Seconds per epoch on a few hundred images: for tests and smoke runs, not for accuracy.
+    # float32 on every machine, so tests compare exact numbers.
     "tiny": TrainerConfig(projection_dim=32, num_layers=2, num_heads=2, mlp_dim=64, token_learner_layer=0,
-                          epochs=2, batch_size=64),
+                          epochs=2, batch_size=64, precision="float32"),
     "keras_io": TrainerConfig(),
     # Same model (TokenLearner v1, 4 tokens after block 2, width 128, 4 blocks) and the same 20 epochs; a modern
     # small-ViT recipe: higher peak rate with warmup + cosine decay, decoupled weight decay 0.05, label smoothing,

@@ -38,6 +38,7 @@ SERVING_MODEL_DIR = "Format-Serving"  # TFX: the SavedModel inside the Trainer's
 ASSETS_EXTRA = "assets.extra"  # SavedModel folder TF Serving reads extras from (warmup requests); ours too
 CLASS_NAMES_FILE = "class_names.txt"  # under ASSETS_EXTRA: one class name a line, in class-id order
 CLASS_NAMES_ASSET = f"{ASSETS_EXTRA}/{CLASS_NAMES_FILE}"
+MODEL_STATS_FILE = "model_stats.json"  # trainer/flops.py: parameters, FLOPs, training precision (model_run dir)
 
 
 SPLIT_PREFIX = "Split-"  # TFX: the folder of split <name> in an Examples or statistics artifact is Split-<name>

@@ -1,12 +1,16 @@
-"""How the Trainer uses the machine it gets: MirroredStrategy over several GPUs, mixed precision on GPU.
+"""How the Trainer uses the machine it gets: MirroredStrategy over several GPUs, and the training precision.
 
 The same run_fn runs on one CPU (tests, local runs), on one GPU, and on a multi-GPU Vertex AI training machine.
+`precision=auto` picks the 16-bit format the hardware computes natively, because emulated 16-bit math is slower
+than float32: bfloat16 on CPUs with AVX512_BF16 (Zen 4, Cooper Lake and later Xeons) or AMX-BF16 (Sapphire Rapids),
+float16 on GPUs with tensor cores (compute capability >= 7.0), float32 everywhere else.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
@@ -14,6 +18,79 @@ import tf_keras as keras
 from trainer.config import TrainerConfig
 
 log = logging.getLogger(__name__)
+
+# precision setting -> Keras dtype policy. Mixed policies keep float32 variables; the softmax head is float32 too.
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bfloat16 dot products
+MIN_FLOAT16_CAPABILITY = (7, 0)  # Volta: the first GPUs whose tensor cores multiply float16
+
+
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """What the Trainer computes in, and why: `precision: bfloat16 (auto: avx512_bf16)`."""
+
+    name: str  # float32 | bfloat16 | float16
+    reason: str
+
+    @property
+    def policy(self) -> str:
+        return POLICIES[self.name]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.reason})"
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags (first `flags` line); empty where there is no /proc/cpuinfo (macOS)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def gpu_capability(gpu: object) -> Optional[tuple[int, int]]:
+    """(major, minor) compute capability of a visible GPU, None when TensorFlow does not report it."""
+    try:
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+    except (ValueError, TypeError, tf.errors.OpError):
+        return None
+    return tuple(capability) if capability else None
+
+
+def choose_precision(setting: str, gpus: Sequence[object], flags: frozenset[str],
+                     capability: Callable[[object], Optional[tuple[int, int]]] = gpu_capability) -> Precision:
+    """The precision for `setting` (auto | float32 | bfloat16 | float16) on this machine."""
+    if setting != "auto":
+        return Precision(setting, f"precision={setting}")
+    if gpus:
+        capabilities = [capability(gpu) for gpu in gpus]
+        if all(c is not None and c >= MIN_FLOAT16_CAPABILITY for c in capabilities):
+            lowest = min(capabilities)
+            return Precision("float16", f"auto: GPU compute capability {lowest[0]}.{lowest[1]} >= 7.0")
+        known = [f"{c[0]}.{c[1]}" for c in capabilities if c is not None]
+        return Precision("float32", f"auto: GPU compute capability {', '.join(known) or 'unknown'}, not >= 7.0")
+    native = [flag for flag in CPU_BF16_FLAGS if flag in flags]
+    if native:
+        return Precision("bfloat16", f"auto: {native[0]}")
+    return Precision("float32", "auto: no avx512_bf16/amx_bf16 on this CPU")
+
+
+def machine_precision(cfg: TrainerConfig, gpus: Optional[Sequence[object]] = None,
+                      flags: Optional[frozenset[str]] = None) -> Precision:
+    """`cfg.precision` resolved on this machine (visible GPUs, /proc/cpuinfo), logged as `precision: ...`."""
+    gpus = tf.config.list_physical_devices("GPU") if gpus is None else gpus
+    flags = cpu_flags() if flags is None else flags
+    choice = choose_precision(cfg.precision, gpus, flags)
+    log.info("precision: %s", choice)
+    native_on_cpu = {"float32": True, "bfloat16": bool(set(CPU_BF16_FLAGS) & flags), "float16": False}
+    if not gpus and not native_on_cpu[choice.name]:
+        log.warning("precision: %s is emulated on this CPU and slower than float32", choice.name)
+    return choice
 
 
 def choose_strategy(gpus: Sequence[object]) -> tf.distribute.Strategy:
@@ -24,22 +101,19 @@ def choose_strategy(gpus: Sequence[object]) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def precision_policy(cfg: TrainerConfig, gpus: Sequence[object]) -> str:
-    """mixed_float16 only on GPU: on CPU float16 math is emulated and slower than float32."""
-    return "mixed_float16" if cfg.mixed_precision and gpus else "float32"
-
-
 @contextlib.contextmanager
-def training_scope(cfg: TrainerConfig, gpus: Optional[Sequence[object]] = None) -> Iterator[tf.distribute.Strategy]:
-    """Build and compile the model inside this: the strategy's scope with the dtype policy set. Layers keep the
-    policy they were built with, so the global policy is restored on exit (other in-process components)."""
+def training_scope(cfg: TrainerConfig, gpus: Optional[Sequence[object]] = None,
+                   precision: Optional[Precision] = None) -> Iterator[tf.distribute.Strategy]:
+    """Build and compile the model inside this: the strategy's scope with the dtype policy of `precision`
+    (default: `machine_precision(cfg)`). Layers keep the policy they were built with, so the global policy is
+    restored on exit (other in-process components)."""
     gpus = tf.config.list_physical_devices("GPU") if gpus is None else gpus
+    precision = precision or machine_precision(cfg, gpus)
     strategy = choose_strategy(gpus)
-    policy = precision_policy(cfg, gpus)
     log.info("training on %d GPU(s): %s, %d replica(s), dtype policy %s", len(gpus), type(strategy).__name__,
-             strategy.num_replicas_in_sync, policy)
+             strategy.num_replicas_in_sync, precision.policy)
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
+    keras.mixed_precision.set_global_policy(precision.policy)
     try:
         with strategy.scope():
             yield strategy

@@ -6,6 +6,9 @@
 - ``serving_tf_example``: serialized tf.Example [N] (what the Evaluator feeds) -> the same outputs.
 - ``transform_features``: serialized tf.Example [N] -> the transformed features, for debugging.
 
+Serving computes in float32 whatever the training precision (``float32_model``): TF Serving on a CPU without bfloat16
+hardware would otherwise emulate it, and clients see the same dtypes from every model.
+
 ``write_warmup_requests`` adds ``assets.extra/tf_serving_warmup_requests``: TF Serving replays these requests when it
 loads a version, before the version serves, so the first user request does not pay for graph initialization.
 """
@@ -17,7 +20,7 @@ import tf_keras as keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer import features, image_header, inputs, serving_api
+from trainer import features, image_header, inputs, serving_api, vit
 from trainer.config import TrainerConfig
 from trainer.contract import ASSETS_EXTRA, CLASS_NAMES_ASSET
 
@@ -31,8 +34,25 @@ def _write_class_names(export_dir: str, class_names: Sequence[str]) -> None:
         f.write("\n".join(class_names) + "\n")
 
 
+def float32_model(model: keras.Model, cfg: TrainerConfig) -> keras.Model:
+    """`model` when every layer computes in float32; otherwise the model of `cfg` rebuilt under the float32 policy
+    with `model`'s weights (mixed policies keep float32 variables, so the copy is exact). The copy is not
+    compiled: serving needs no optimizer."""
+    if all(layer.compute_dtype in (None, "float32") for layer in model.layers):
+        return model
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = vit.build_model(cfg)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, cfg: TrainerConfig,
                          class_names: Sequence[str], export_dir: str) -> None:
+    model = float32_model(model, cfg)
     # Attached to the model so the SavedModel tracks the TFT graph's resources.
     model.tft_layer = tft_output.transform_features_layer()
     names = tf.constant(list(class_names))

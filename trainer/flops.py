@@ -26,7 +26,9 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2_as_graph
 
-STATS_FILE = "model_stats.json"
+from trainer import contract
+
+STATS_FILE = contract.MODEL_STATS_FILE
 _LINEAR_OPS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3",
                "Einsum")
 
@@ -44,6 +46,7 @@ class ModelStats:
     macs: int  # direct count, attention included
     macs_by_op: dict[str, int]
     profiler_float_ops: int  # tf.compat.v1.profiler float_operation() total (2 per multiply-add; no Einsum)
+    precision: str = ""  # what the Trainer trained in and why, "bfloat16 (auto: avx512_bf16)"; "" outside it
 
     @property
     def gflops(self) -> float:
@@ -162,14 +165,15 @@ def render(stats: ModelStats) -> str:
         f"GFLOPs (direct)     {stats.gflops:.4f}  = 2 x multiply-adds, attention included",
         f"GFLOPs (keras.io)   {stats.keras_io_gflops:.4f}  = tf.compat.v1.profiler float ops / 2; Einsum (all of "
         f"attention) not counted",
-    ])
+    ] + ([f"trained in          {stats.precision}"] if stats.precision else []))
 
 
-def report(model: keras.Model, directory: str) -> ModelStats | None:
-    """Compute, log and write the stats of `model` into `directory`/model_stats.json. A model the counter cannot
-    freeze (e.g. variables of an unusual distribution strategy) is logged and skipped: training goes on."""
+def report(model: keras.Model, directory: str, precision: str = "") -> ModelStats | None:
+    """Compute, log and write the stats of `model` (trained in `precision`) into `directory`/model_stats.json. A
+    model the counter cannot freeze (e.g. variables of an unusual distribution strategy) is logged and skipped:
+    training goes on."""
     try:
-        stats = model_stats(model)
+        stats = dataclasses.replace(model_stats(model), precision=precision)
     except Exception as e:  # noqa: BLE001 - statistics must never fail a training run
         log.warning("model %s: FLOPs not computed (%s: %s)", model.name, type(e).__name__, e)
         return None

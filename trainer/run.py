@@ -47,11 +47,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     train_ds = inputs.make_dataset(fn_args.train_files, tft_output, cfg, training=True, num_examples=num_train)
     eval_ds = inputs.make_dataset(fn_args.eval_files, tft_output, cfg, training=False, num_examples=num_eval)
 
-    with distribute.training_scope(cfg):  # MirroredStrategy on >1 GPU; mixed_float16 on GPU if enabled
+    precision = distribute.machine_precision(cfg)  # logs "precision: bfloat16 (auto: avx512_bf16)"
+    with distribute.training_scope(cfg, precision=precision):  # MirroredStrategy on >1 GPU; the dtype policy
         model = compile_model(cfg, steps_per_epoch=-(-num_train // cfg.batch_size))
     log.info("model %s: %d parameters; %d training / %d validation examples; config %s", model.name,
              model.count_params(), num_train, num_eval, json.dumps(cfg.to_dict()))
-    stats = flops.report(model, fn_args.model_run_dir)  # model_stats.json: parameters, GFLOPs (two conventions)
+    # model_stats.json: parameters, GFLOPs (two conventions), training precision
+    stats = flops.report(model, fn_args.model_run_dir, precision=str(precision))
     backup = checkpoints.backup_dir(
         fn_args.custom_config.get(BACKUP_DIR_KEY) or os.path.join(fn_args.model_run_dir, "backup"),
         cfg.to_dict(), fn_args.train_files, fn_args.transform_output)

@@ -18,7 +18,7 @@ from pipeline.config.metadata import MetadataConfig
 from pipeline.config.resources import ResourcesConfig
 from pipeline.config.vertex import VertexConfig
 from trainer.config import PRESETS as TRAINER_PRESETS
-from trainer.config import TrainerConfig
+from trainer.config import RETIRED_FIELDS, TrainerConfig
 from trainer.features import CIFAR10_CLASSES
 from trainer.serving_api import DEFAULT_MODEL_NAME
 
@@ -179,6 +179,9 @@ def apply_overrides(config: PipelineConfig, overrides: Mapping[str, str]) -> Pip
     section_values: dict[str, dict[str, Any]] = {name: {} for name in sections}
     for key, raw in overrides.items():
         section, dot, name = key.partition(".")
+        retired = name if section == "trainer" and dot else key
+        if retired in RETIRED_FIELDS:
+            raise ConfigError(f"{key}: {RETIRED_FIELDS[retired]}")
         if dot:
             if section not in sections:
                 raise ConfigError(f"{key}: unknown section {section!r}; known: {sorted(sections)}")

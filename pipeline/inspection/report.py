@@ -251,7 +251,7 @@ def token_attention(model, serving_dir: str, records: list[bytes], images: np.nd
 def _model_stats(*dirs: str) -> dict:
     """model_stats.json (parameters, FLOPs; trainer/flops.py) where the Trainer wrote one; {} for older runs."""
     for d in dirs:
-        path = os.path.join(d, "model_stats.json")
+        path = os.path.join(d, contract.MODEL_STATS_FILE)
         if os.path.isfile(path):
             with open(path) as f:
                 return json.load(f)

@@ -3,6 +3,7 @@ numbers; `render_summary` is the table `tokenlearner run` prints."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Optional
 
@@ -119,12 +120,26 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None,
         blessed=blessed, pushed_to=pushed_to, not_pushed_reason="" if pushed_to else reason)
 
 
+def _trainer_note(step: Step) -> str:
+    """The precision the Trainer computed in, from the model_stats.json it wrote (trainer/flops.py)."""
+    for artifact in step.outputs.get("ModelRun", []):
+        path = os.path.join(artifact.uri, contract.MODEL_STATS_FILE)
+        if os.path.isfile(path):
+            with open(path) as f:
+                precision = json.load(f).get("precision")
+            if precision:
+                return f"precision {precision}"
+    return ""
+
+
 def _note(step: Step, summary: RunSummary) -> str:
     name = step.component
     if name.startswith(contract.EXAMPLE_GEN) and summary.examples:
         return " · ".join(f"{k} {v:,}" for k, v in summary.examples.items())
     if name.startswith(contract.EXAMPLE_VALIDATOR):
         return f"anomalies in {summary.anomalies}" if summary.anomalies else "no anomalies"
+    if name.startswith(contract.TRAINER):
+        return _trainer_note(step)
     if name.startswith(contract.EVALUATOR) and summary.accuracy is not None:
         top5 = f", top-5 {summary.top5_accuracy:.4f}" if summary.top5_accuracy is not None else ""
         return f"test accuracy {summary.accuracy:.4f}{top5}; {'blessed' if summary.blessed else 'NOT blessed'}"
