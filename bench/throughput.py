@@ -156,8 +156,7 @@ def main(argv=None) -> int:
     if args.epochs < 2:
         parser.error("--epochs: expected >= 2 (the first epoch traces and fills the cache)")
     if args.compare == "precision" and bf16_skip_reason():
-        print(f"machine: {bench_data.machine()}
-float32 vs bfloat16 {bf16_skip_reason()}.")
+        print(f"machine: {bench_data.machine()}\nfloat32 vs bfloat16 {bf16_skip_reason()}.")
         return 0
     args.work = args.work.resolve()
     import dataclasses

@@ -25,6 +25,9 @@ from trainer import contract, features
 from trainer.contract import (BACKUP_DIR_KEY, CLASS_NAMES_KEY, EVAL, MODEL_NAME_KEY, PREPROCESSING_FN, RUN_FN, SPLITS,
                               TEST, TRAIN, TRAINER_CONFIG_KEY)
 
+# Examples per model call in the Evaluator: a fixed, full batch (TFMA's default grows batches from 1 adaptively).
+EVAL_BATCH_SIZE = 256
+
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """Accuracy and top-5 on the test split, overall and per class; blessing = above the floor and no regression
@@ -35,7 +38,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                                                      absolute={"value": -config.regression_tolerance}))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name="serving_tf_example", label_key=features.LABEL_KEY,
-                                    prediction_key="probabilities")],
+                                    prediction_key="probabilities", inference_batch_size=EVAL_BATCH_SIZE)],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
@@ -106,6 +109,8 @@ def evaluation_components(config: PipelineConfig, examples, model) -> tuple[Any,
         examples=examples, model=model, baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config), example_splits=[TEST],
     ).with_id(contract.EVALUATOR)
+    if config.beam.evaluator_args():
+        evaluator.with_beam_pipeline_args(config.beam.evaluator_args())
     return model_resolver, evaluator
 
 

@@ -71,6 +71,15 @@ class BeamConfig:
             return self._dataflow_args(image)
         return self._portable_args(image)
 
+    def evaluator_args(self) -> list[str]:
+        """What the Evaluator adds to `pipeline_args`. DirectRunner: one in-process worker. The Evaluator is model
+        inference, which TensorFlow already spreads over every core of one process; each extra worker process
+        imports TensorFlow and loads the candidate and the baseline SavedModels again, and the workers' thread
+        pools then contend for the same cores. Distributed runners keep their workers."""
+        if self.profile == "direct":
+            return ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+        return []
+
     def _require(self, **values: str) -> None:
         for name, value in values.items():
             if not value:
