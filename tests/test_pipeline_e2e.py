@@ -86,3 +86,29 @@ def test_rerun_is_cached_and_pushes_nothing_new(pipeline_run, shared_cifar, caps
     # Pusher recognises the model as already published instead of writing a duplicate version.
     assert f"pushed {pipeline_run / 'serving' / 'tokenlearner' / first[0]}" in table
     assert [p.name for p in (pipeline_run / "serving" / "tokenlearner").iterdir()] == first
+
+
+def test_faster_evaluator_keeps_every_metric_slice_plot_and_the_blessing(pipeline_run, tmp_path):
+    """The Evaluator as the pipeline now runs it (fixed inference batch, one in-process Beam worker) against the
+    settings before (adaptive batches, DirectRunner multi_processing): the same slices, metrics (candidate,
+    baseline and their differences), confusion matrices and blessing, on the run's model scored against itself
+    as the baseline."""
+    from pipeline import config as config_lib
+    from pipeline import evaluation, summary
+
+    config = config_lib.load(str(pipeline_run))
+    store = summary.open_store(config)
+    examples, model = evaluation.latest_artifact(store, "Examples"), evaluation.latest_artifact(store, "Model")
+    runs = {variant: evaluation.run_evaluator(*evaluation.variant_settings(config, variant), examples, model,
+                                              str(tmp_path / variant), baseline=model)
+            for variant in ("before", "after")}
+    before, after = runs["before"], runs["after"]
+    assert set(before["metrics"]) == set(after["metrics"]) == {"overall", *(f"label={i}" for i in range(10))}
+    for slice_name, metrics in before["metrics"].items():
+        assert set(metrics) == set(after["metrics"][slice_name])
+        assert {"candidate/sparse_categorical_accuracy", "baseline/sparse_categorical_accuracy",
+                "candidate/sparse_categorical_accuracy/diff", "candidate/example_count"} <= set(metrics)
+        for name, value in metrics.items():
+            assert after["metrics"][slice_name][name] == pytest.approx(value, abs=1e-6), (slice_name, name)
+    assert after["plots"] == before["plots"] and "multiClassConfusionMatrixAtThresholds" in str(after["plots"])
+    assert before["blessed"] is after["blessed"] is True

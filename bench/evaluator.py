@@ -1,0 +1,112 @@
+"""Evaluator wall time: TFX's Evaluator executor on a finished `tokenlearner run`'s model, before and after issue 10.
+
+    nice .venv/bin/python bench/evaluator.py --output outputs --test-data outputs/data/cifar10-jpg-…-10000 --baseline
+
+Variants (pipeline/evaluation.py), run one after the other in this process on the same inputs (default: before,after):
+- `before`: the pipeline's Beam arguments (DirectRunner multi_processing, `beam_workers` processes) and TFMA's
+  adaptive inference batches (no `inference_batch_size`);
+- `batch`: `before` with the fixed inference batch (`pipeline.pipeline.EVAL_BATCH_SIZE`);
+- `in_memory`: `before` with the Evaluator's own Beam arguments (`BeamConfig.evaluator_args`: one in-process worker);
+- `after`: both, as the pipeline now runs it.
+Also the floor: the `serving_tf_example` signature alone over the same examples, batch EVAL_BATCH_SIZE.
+
+`--test-data` swaps in the test split of any dataset folder (e.g. `tokenlearner data --limit 10000` for all 10,000
+test images); `--baseline` passes the model as its own baseline too, as every run after the first blessed one does
+(the Evaluator then scores two models). Prints one markdown table and whether metrics and blessing agree.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import bench_data  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from pipeline import evaluation  # noqa: E402
+
+def signature_seconds(model_dir: str, pattern: str, batch: int) -> tuple[float, int]:
+    """Seconds the serving_tf_example signature takes over every record of `pattern` in batches of `batch`."""
+    import tensorflow as tf
+
+    records = tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP").batch(batch)
+    signature = tf.saved_model.load(model_dir).signatures["serving_tf_example"]
+    start, n = time.perf_counter(), 0
+    for chunk in records:
+        signature(examples=chunk)
+        n += int(chunk.shape[0])
+    return time.perf_counter() - start, n
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", required=True, help="output folder of a finished `tokenlearner run`")
+    parser.add_argument("--test-data", default=None, help="dataset folder whose test/ split is evaluated instead")
+    parser.add_argument("--baseline", action="store_true", help="also pass the model as the baseline model")
+    parser.add_argument("--variants", default="before,after",
+                        help=f"comma-separated subset of {evaluation.VARIANTS} (default: before,after)")
+    parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    args = parser.parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not variants or set(variants) - set(evaluation.VARIANTS):
+        parser.error(f"--variants: expected a comma-separated subset of {evaluation.VARIANTS}, "
+                     f"got {args.variants!r}")
+
+    from pipeline import config as config_lib
+    from pipeline import pipeline, summary
+
+    machine, start = bench_data.machine(), datetime.now(timezone.utc)
+    config = config_lib.load(args.output)
+    store = summary.open_store(config)
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench_evaluator_"))
+    model = evaluation.latest_artifact(store, "Model")
+    if args.test_data:
+        examples = evaluation.examples_from_dataset(args.test_data, str(work))
+    else:
+        examples = evaluation.latest_artifact(store, "Examples")
+    split_dir = os.path.join(examples.uri, "Split-test")
+    model_dir = os.path.join(model.uri, "Format-Serving")
+
+    settings = {name: evaluation.variant_settings(config, name) for name in variants}
+    results = {}
+    for name in variants:
+        eval_config, beam_args = settings[name]
+        results[name] = evaluation.run_evaluator(eval_config, beam_args, examples, model, str(work / name),
+                                                 baseline=model if args.baseline else None)
+        print(f"{name}: {results[name]['seconds']:.1f} s", file=sys.stderr, flush=True)
+    floor, n = signature_seconds(model_dir, os.path.join(split_dir, "*"), pipeline.EVAL_BATCH_SIZE)
+
+    models = 2 if args.baseline else 1
+    print(f"machine: {machine}\nstarted {start:%Y-%m-%d %H:%M} UTC, finished {datetime.now(timezone.utc):%H:%M} "
+          f"UTC; {n} test images, {models} model(s) scored ({'candidate + baseline' if args.baseline else 'candidate'})"
+          f"; model {model.uri}; command: {' '.join([sys.executable, *sys.argv])}\n")
+    print("| variant | Beam arguments | inference batch | wall (s) | images/s | vs before |")
+    print("|---|---|---|---|---|---|")
+    first = results[variants[0]]["seconds"]
+    for name in variants:
+        eval_config, beam_args = settings[name]
+        batch = eval_config.model_specs[0].inference_batch_size or "adaptive"
+        seconds = results[name]["seconds"]
+        print(f"| {name} | {' '.join(beam_args)} | {batch} | {seconds:.1f} | {n / seconds:.0f} | "
+              f"{first / seconds:.2f}x |")
+    print(f"| floor: serving_tf_example alone, in this process | | {pipeline.EVAL_BATCH_SIZE} | {floor:.1f} x "
+          f"{models} model(s) | {n / floor / models:.0f} | |")
+    reference = results[variants[0]]
+    for name in variants[1:]:
+        same_blessing = results[name]["blessed"] == reference["blessed"]
+        worst = max((abs(value - reference["metrics"][s][k]) for s, metrics in results[name]["metrics"].items()
+                     for k, value in metrics.items()), default=0.0)
+        same_keys = {s: set(m) for s, m in results[name]["metrics"].items()} == \
+            {s: set(m) for s, m in reference["metrics"].items()}
+        print(f"\n{name} vs {variants[0]}: same slices and metrics: {same_keys}; largest metric difference "
+              f"{worst:.2e}; same plots: {results[name]['plots'] == reference['plots']}; blessing "
+              f"{results[name]['blessed']} vs {reference['blessed']} ({'same' if same_blessing else 'DIFFERENT'})",
+              end="")
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
