@@ -111,6 +111,7 @@ def test_bfloat16_training_exports_float32_signatures_equal_to_the_float32_rebui
 
     rebuilt = export.float32_model(model, cfg)
     assert rebuilt is not model and all(layer.compute_dtype in (None, "float32") for layer in rebuilt.layers)
+    assert rebuilt.loss is not None  # compiled as the Trainer compiles: the Evaluator sees the same metrics
     signature = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_tf_example"]
     assert {name: spec.dtype for name, spec in signature.structured_outputs.items()} == {
         "probabilities": tf.float32, "class_ids": tf.int64, "class_names": tf.string}

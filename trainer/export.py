@@ -20,7 +20,7 @@ import tf_keras as keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer import features, image_header, inputs, serving_api, vit
+from trainer import features, image_header, inputs, serving_api
 from trainer.config import TrainerConfig
 from trainer.contract import ASSETS_EXTRA, CLASS_NAMES_ASSET
 
@@ -36,14 +36,17 @@ def _write_class_names(export_dir: str, class_names: Sequence[str]) -> None:
 
 def float32_model(model: keras.Model, cfg: TrainerConfig) -> keras.Model:
     """`model` when every layer computes in float32; otherwise the model of `cfg` rebuilt under the float32 policy
-    with `model`'s weights (mixed policies keep float32 variables, so the copy is exact). The copy is not
-    compiled: serving needs no optimizer."""
+    with `model`'s weights (mixed policies keep float32 variables, so the copy is exact). The copy is compiled as
+    the Trainer compiles, so the Evaluator reports the same compiled metrics (loss, accuracy, top-5) as for a
+    float32-trained model."""
     if all(layer.compute_dtype in (None, "float32") for layer in model.layers):
         return model
+    from trainer.run import compile_model  # trainer.run imports this module
+
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        copy = vit.build_model(cfg)
+        copy = compile_model(cfg)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     copy.set_weights(model.get_weights())
