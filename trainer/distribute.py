@@ -20,6 +20,8 @@ from trainer.config import TrainerConfig
 log = logging.getLogger(__name__)
 
 # precision setting -> Keras dtype policy. Mixed policies keep float32 variables; the softmax head is float32 too.
+# Under mixed_float16, Model.compile wraps the optimizer in a LossScaleOptimizer (dynamic loss scaling: float16
+# gradients would underflow); bfloat16 has float32's exponent range and needs none.
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bfloat16 dot products
 MIN_FLOAT16_CAPABILITY = (7, 0)  # Volta: the first GPUs whose tensor cores multiply float16
