@@ -2,7 +2,7 @@
 
     nice .venv/bin/python bench/evaluator.py --output outputs --test-data outputs/data/cifar10-jpg-…-10000 --baseline
 
-Variants (pipeline/evaluation.py), run one after the other in this process on the same inputs (default: before,after):
+Variants (pipeline/inspection/evaluation.py), run one after the other in this process on the same inputs (default: before,after):
 - `before`: the pipeline's Beam arguments (DirectRunner multi_processing, `beam_workers` processes) and TFMA's
   adaptive inference batches (no `inference_batch_size`);
 - `batch`: `before` with the fixed inference batch (`pipeline.pipeline.EVAL_BATCH_SIZE`);
@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import bench_data  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from pipeline import evaluation  # noqa: E402
+from pipeline.inspection import evaluation  # noqa: E402
 
 def signature_seconds(model_dir: str, pattern: str, batch: int) -> tuple[float, int]:
     """Seconds the serving_tf_example signature takes over every record of `pattern` in batches of `batch`."""
@@ -55,19 +55,21 @@ def main(argv=None) -> int:
                      f"got {args.variants!r}")
 
     from pipeline import config as config_lib
-    from pipeline import pipeline, summary
+    from pipeline import pipeline
+    from trainer import contract
+    from pipeline.inspection import run_store
 
     machine, start = bench_data.machine(), datetime.now(timezone.utc)
     config = config_lib.load(args.output)
-    store = summary.open_store(config)
+    store = run_store.open_store(config)
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_evaluator_"))
     model = evaluation.latest_artifact(store, "Model")
     if args.test_data:
         examples = evaluation.examples_from_dataset(args.test_data, str(work))
     else:
         examples = evaluation.latest_artifact(store, "Examples")
-    split_dir = os.path.join(examples.uri, "Split-test")
-    model_dir = os.path.join(model.uri, "Format-Serving")
+    split_dir = os.path.join(examples.uri, f"{contract.SPLIT_PREFIX}{contract.TEST}")
+    model_dir = os.path.join(model.uri, contract.SERVING_MODEL_DIR)
 
     settings = {name: evaluation.variant_settings(config, name) for name in variants}
     results = {}

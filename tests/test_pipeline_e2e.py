@@ -94,10 +94,10 @@ def test_faster_evaluator_keeps_every_metric_slice_plot_and_the_blessing(pipelin
     baseline and their differences), confusion matrices and blessing, on the run's model scored against itself
     as the baseline."""
     from pipeline import config as config_lib
-    from pipeline import evaluation, summary
+    from pipeline.inspection import evaluation, run_store
 
     config = config_lib.load(str(pipeline_run))
-    store = summary.open_store(config)
+    store = run_store.open_store(config)
     examples, model = evaluation.latest_artifact(store, "Examples"), evaluation.latest_artifact(store, "Model")
     runs = {variant: evaluation.run_evaluator(*evaluation.variant_settings(config, variant), examples, model,
                                               str(tmp_path / variant), baseline=model)

@@ -20,7 +20,7 @@ import tf_keras as keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer import features, image_header, inputs, serving_api
+from trainer import features, image_header, inputs, recipe, serving_api
 from trainer.config import TrainerConfig
 from trainer.contract import ASSETS_EXTRA, CLASS_NAMES_ASSET
 
@@ -41,12 +41,10 @@ def float32_model(model: keras.Model, cfg: TrainerConfig) -> keras.Model:
     float32-trained model."""
     if all(layer.compute_dtype in (None, "float32") for layer in model.layers):
         return model
-    from trainer.run import compile_model  # trainer.run imports this module
-
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        copy = compile_model(cfg)
+        copy = recipe.compile_model(cfg)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     copy.set_weights(model.get_weights())

@@ -17,6 +17,9 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
+from pipeline.inspection import run_store
+from trainer import contract
+
 
 # How the Evaluator ran before issue 10 ("before": the pipeline's Beam arguments, TFMA's adaptive inference batches),
 # each change alone, and as the pipeline runs it now ("after").
@@ -47,12 +50,12 @@ def latest_artifact(store: mlmd.MetadataStore, type_name: str):
     return artifact
 
 
-def examples_from_dataset(dataset_dir: str, work_dir: str, split: str = "test"):
+def examples_from_dataset(dataset_dir: str, work_dir: str, split: str = contract.TEST):
     """An Examples artifact whose `split` is a dataset folder's `split/` TFRecords (`tokenlearner data`), so the
     Evaluator can be timed on more test images than the run used."""
     uri = os.path.join(work_dir, "examples")
     os.makedirs(uri, exist_ok=True)
-    link = os.path.join(uri, f"Split-{split}")
+    link = os.path.join(uri, f"{contract.SPLIT_PREFIX}{split}")
     if not os.path.islink(link):
         os.symlink(os.path.abspath(os.path.join(dataset_dir, split)), link)
     artifact = standard_artifacts.Examples()
@@ -62,7 +65,7 @@ def examples_from_dataset(dataset_dir: str, work_dir: str, split: str = "test"):
 
 
 def run_evaluator(eval_config: tfma.EvalConfig, beam_args: Sequence[str], examples, model, output_dir: str,
-                  baseline=None, split: str = "test") -> dict:
+                  baseline=None, split: str = contract.TEST) -> dict:
     """Runs the Evaluator executor; returns {"seconds", "metrics": {slice: {metric: value}}, "plots": {slice: plot},
     "blessed"}."""
     evaluation = standard_artifacts.ModelEvaluation()
@@ -92,7 +95,7 @@ def metric_values(evaluation_uri: str) -> dict[str, dict[str, float]]:
         items = [f"{k.column}={getattr(k, k.WhichOneof('kind'))}" for k in record.slice_key.single_slice_keys]
         for kv in record.metric_keys_and_values:
             if kv.value.HasField("double_value"):
-                name = f"{kv.key.model_name or 'candidate'}/{kv.key.name}" + ("/diff" if kv.key.is_diff else "")
+                name = f"{kv.key.model_name or run_store.CANDIDATE}/{kv.key.name}" + ("/diff" if kv.key.is_diff else "")
                 out.setdefault(",".join(items) or "overall", {})[name] = kv.value.double_value.value
     return out
 
