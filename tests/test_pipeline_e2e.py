@@ -94,7 +94,7 @@ def test_faster_evaluator_keeps_every_metric_slice_plot_and_the_blessing(pipelin
     baseline and their differences), confusion matrices and blessing, on the run's model scored against itself
     as the baseline."""
     from pipeline import config as config_lib
-    from pipeline.inspection import evaluation, run_store
+    from pipeline.inspection import evaluation, run_store, summary
 
     config = config_lib.load(str(pipeline_run))
     store = run_store.open_store(config)
@@ -112,3 +112,9 @@ def test_faster_evaluator_keeps_every_metric_slice_plot_and_the_blessing(pipelin
             assert after["metrics"][slice_name][name] == pytest.approx(value, abs=1e-6), (slice_name, name)
     assert after["plots"] == before["plots"] and "multiClassConfusionMatrixAtThresholds" in str(after["plots"])
     assert before["blessed"] is after["blessed"] is True
+
+    # The run summary's Trainer row says which precision the Trainer chose (tiny: float32 on every machine).
+    first_run = min(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.create_time_since_epoch)
+    table = summary.render_summary(summary.collect(config, run_id=first_run.name, store=store))
+    assert any(line.startswith("Trainer") and line.endswith("precision float32 (precision=float32)")
+               for line in table.splitlines()), table
