@@ -40,6 +40,20 @@ def signature_seconds(model_dir: str, pattern: str, batch: int) -> tuple[float, 
     return time.perf_counter() - start, n
 
 
+def load_seconds(model_dir: str) -> dict[str, float]:
+    """Seconds to load the SavedModel as TFMA does for a Keras model (`tf.keras.models.load_model`: the whole Keras
+    model revived; once to detect the model type, then once per Beam worker and model) and as a plain SavedModel."""
+    import tensorflow as tf
+
+    out = {}
+    for name, load in (("tf.keras.models.load_model", tf.keras.models.load_model),
+                       ("tf.saved_model.load", tf.saved_model.load)):
+        start = time.perf_counter()
+        load(model_dir)
+        out[name] = time.perf_counter() - start
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, help="output folder of a finished `tokenlearner run`")
@@ -78,6 +92,7 @@ def main(argv=None) -> int:
         results[name] = evaluation.run_evaluator(eval_config, beam_args, examples, model, str(work / name),
                                                  baseline=model if args.baseline else None)
         print(f"{name}: {results[name]['seconds']:.1f} s", file=sys.stderr, flush=True)
+    loads = load_seconds(model_dir)
     floor, n = signature_seconds(model_dir, os.path.join(split_dir, "*"), pipeline.EVAL_BATCH_SIZE)
 
     models = 2 if args.baseline else 1
@@ -95,6 +110,7 @@ def main(argv=None) -> int:
               f"{first / seconds:.2f}x |")
     print(f"| floor: serving_tf_example alone, in this process | | {pipeline.EVAL_BATCH_SIZE} | {floor:.1f} x "
           f"{models} model(s) | {n / floor / models:.0f} | |")
+    print("\nModel loads (once each, in this process): " + ", ".join(f"{k} {v:.1f} s" for k, v in loads.items()))
     reference = results[variants[0]]
     for name in variants[1:]:
         same_blessing = results[name]["blessed"] == reference["blessed"]
