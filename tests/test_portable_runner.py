@@ -13,6 +13,7 @@ workers started from the pipeline image, distributed file access to the data and
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,7 @@ def portable_run(direct, output: Path) -> Outputs:
     resolver, evaluator = pipeline_lib.evaluation_components(config, data.example_gen.outputs["examples"],
                                                              model.outputs["result"])
     config.beam.check_job_server()  # what `tokenlearner run` does first; `embed` needs no server
+    os.makedirs(config.pipeline_root, exist_ok=True)  # as local_runner.run: MLMD's SQLite file goes in there
     tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
         components=[*data, model, resolver, evaluator], enable_cache=False,
@@ -149,8 +151,11 @@ def test_transformed_examples_are_equal(direct, portable):
         transformed.append({k: v.numpy() for k, v in output.transform_raw_features(raw).items()})
     assert set(transformed[0]) == {"image_xf", "label_xf"}
     assert transformed[0]["image_xf"].shape == (300, 32, 32, 3)
+    # The per-channel mean/std analyzers sum float32 partial results in the order the runner's bundles give
+    # them, which differs between the DirectRunner and the portable runner: the statistics may differ in the last
+    # bit (measured: 2.4e-07 absolute, 1.2e-07 relative, i.e. one float32 ulp), nothing more.
     for key in transformed[0]:
-        np.testing.assert_array_equal(transformed[1][key], transformed[0][key], err_msg=key)
+        np.testing.assert_allclose(transformed[1][key], transformed[0][key], rtol=1e-6, atol=0, err_msg=key)
 
 
 def _metrics(uri: str) -> dict:
