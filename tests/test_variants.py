@@ -247,7 +247,7 @@ def test_exported_model_loads_as_the_evaluator_loads_it(exported_model, tmp_path
 
     cfg = PRESETS["better"]
     model = run.compile_model(cfg, steps_per_epoch=10)
-    assert isinstance(model.optimizer.learning_rate, recipe.WarmupCosine)
+    assert isinstance(model.optimizer._learning_rate, recipe.WarmupCosine)  # `.learning_rate` reads its current value
     export.export_serving_model(model, tft.TFTransformOutput(exported_model.transform_dir), cfg, CLASSES,
                                 str(tmp_path / "m"))
     load = ("from tensorflow_model_analysis import constants; from tensorflow_model_analysis.utils import model_util; "

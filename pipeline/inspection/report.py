@@ -410,8 +410,9 @@ def _model_figures(keras_model, serving_dir: str, examples_uri: str, cfg: Traine
 def build(config: PipelineConfig, out_dir: str, run_id: Optional[str] = None, max_test_examples: int = 10_000,
           store=None) -> str:
     """Writes report.html and its PNG figures into out_dir; returns the HTML path."""
-    if not os.path.isfile(config.metadata_path):
-        raise ReportError(f"{config.metadata_path}: missing; expected the metadata of a `tokenlearner run`")
+    missing = run_store.missing_store(config)
+    if missing:
+        raise ReportError(missing)
     store = store or run_store.open_store(config)
     try:
         run = summary.collect(config, run_id, store=store)

@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import os
+
 from typing import TYPE_CHECKING, Optional
 
 from ml_metadata.proto import metadata_store_pb2
@@ -20,6 +22,14 @@ if TYPE_CHECKING:  # the store library itself loads when a store is opened: the 
 
 LATEST = "LATEST"  # --run's default: the newest pipeline run in the store
 CANDIDATE, BASELINE = "candidate", "baseline"  # TFMA's model names in an evaluation with a baseline
+
+
+def missing_store(config: PipelineConfig) -> Optional[str]:
+    """Why the run's metadata cannot be read, when its SQLite file is absent; None otherwise (a MySQL store is
+    checked when it is opened)."""
+    if config.metadata.backend == "sqlite" and not os.path.isfile(config.metadata_path):
+        return f"{config.metadata_path}: missing; expected the metadata of a `tokenlearner run`"
+    return None
 
 
 def open_store(config: PipelineConfig,

@@ -18,8 +18,9 @@ class TensorBoardError(ValueError):
 
 def logdirs(config: PipelineConfig, run_id: Optional[str] = None, all_runs: bool = False) -> dict[str, str]:
     """{name: model_run dir}: the given (default: latest) run's Trainer logs, or every Trainer execution's."""
-    if not os.path.isfile(config.metadata_path):
-        raise TensorBoardError(f"{config.metadata_path}: missing; expected the metadata of a `tokenlearner run`")
+    missing = run_store.missing_store(config)
+    if missing:
+        raise TensorBoardError(missing)
     store = run_store.open_store(config)
     if all_runs:
         runs = sorted(store.get_artifacts_by_type("ModelRun"), key=lambda a: a.id)
