@@ -43,16 +43,22 @@ def _setup_logging(verbosity: int) -> None:
     ours = logging.INFO if verbosity == 0 else (logging.WARNING if verbosity < 0 else logging.DEBUG)
     for name in ("tokenlearner", "components", "pipeline", "trainer"):
         logging.getLogger(name).setLevel(ours)
+    noisy = ("apache_beam", "tensorflow", "tfx", "tensorflow_transform", "ml_metadata")
+    absl = logging.getLogger("absl")
+    for progress in [f for f in absl.filters if isinstance(f, _ComponentProgress)]:
+        absl.removeFilter(progress)
     if verbosity > 0:
+        # Levels outlive a call: an earlier quiet run in this process (tests, notebooks) must not hide them from -v.
+        for name in (*noisy, "absl"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
         return
     import warnings
 
     warnings.filterwarnings("ignore")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")  # Beam's worker processes too
-    for noisy in ("apache_beam", "tensorflow", "tfx", "tensorflow_transform", "ml_metadata"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    for name in noisy:
+        logging.getLogger(name).setLevel(logging.ERROR)
     if verbosity == 0:
-        absl = logging.getLogger("absl")
         absl.setLevel(logging.INFO)
         absl.addFilter(_ComponentProgress())
 
