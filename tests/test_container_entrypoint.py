@@ -28,12 +28,12 @@ from components.schema import PACKAGE_SCHEME, PACKAGED_SCHEMA
 from pipeline import cli
 from tests import kfp_launcher
 from tests.helpers import REPO, write_image_folder
+from trainer.contract import SPLITS
 
 pytestmark = pytest.mark.slow
 
 BUCKET = "gs://tokenlearner-ci"
 IMAGE = "europe-west4-docker.pkg.dev/proj/tokenlearner/tokenlearner:ci"
-SPLITS = ("train", "eval", "test")
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,10 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import TinyRun
+from trainer.contract import SPLITS
 
 pytestmark = pytest.mark.slow
 
-SPLITS = ("train", "eval", "test")
 PORTABLE = ["beam_profile=flink", "beam_job_endpoint=embed", "beam_environment_type=LOOPBACK"]
 
 
