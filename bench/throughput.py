@@ -5,6 +5,7 @@ the fraction of the CPU's peak FLOP/s that the training reaches.
     nice .venv/bin/python bench/throughput.py --limit 5120 --epochs 3                         # ours vs plain
     nice .venv/bin/python bench/throughput.py --limit 5120 --epochs 3 --compare precision     # float32 vs bfloat16
     nice .venv/bin/python bench/throughput.py --limit 5120 --epochs 3 --compare augmentation  # batched vs per image
+    nice .venv/bin/python bench/throughput.py --limit 5120 --epochs 3 --compare xla           # XLA vs not
 
 `--compare plain`: ours against a plain `tf.data` pipeline over in-memory arrays + `model.fit` of the same model.
 `--compare precision`: ours in float32 against ours in mixed_bfloat16 (the Trainer's `precision=bfloat16`). Only on
@@ -12,6 +13,8 @@ CPUs with native bfloat16 dot products (avx512_bf16 or amx_bf16 in /proc/cpuinfo
 and slower, which is not what the comparison is about, so it prints why and exits without measuring.
 `--compare augmentation`: ours (augmentation on whole batches) against the same pipeline with one tf.data function
 call per image (what trainer/inputs.py did before).
+`--compare xla`: ours with the training and evaluation steps compiled by XLA (`jit_compile=true`) against ours
+without; the first epoch includes XLA's compile time.
 
 The two take turns epoch by epoch (the CPU is shared; a load change then hits both). The first epoch traces the
 graphs (and our pipeline fills its cache); the table reports the fastest later (steady) epoch of each. Prints one
@@ -150,7 +153,7 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=5120, help="images taken from CIFAR-10 (90%% train, 10%% eval)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs (and evaluations) per pipeline, >= 2")
     parser.add_argument("--preset", default="keras_io")
-    parser.add_argument("--compare", choices=("plain", "precision", "augmentation"), default="plain",
+    parser.add_argument("--compare", choices=("plain", "precision", "augmentation", "xla"), default="plain",
                         help="what ours is compared with (default: plain tf.data + model.fit)")
     args = parser.parse_args(argv)
     if args.epochs < 2:
@@ -174,9 +177,9 @@ def main(argv=None) -> int:
     n_train, n_eval = inputs.count_examples(train_files), inputs.count_examples(eval_files)
     steps = -(-n_train // cfg.batch_size)
 
-    def ours(c):
+    def ours(c, jit_compile=False):
         with distribute.training_scope(c, gpus=[]):
-            model = recipe.compile_model(c, steps)
+            model = recipe.compile_model(c, steps, jit_compile=jit_compile)
         return (model, inputs.make_dataset(train_files, tft_output, c, training=True, num_examples=n_train),
                 inputs.make_dataset(eval_files, tft_output, c, training=False, num_examples=n_eval))
 
@@ -192,6 +195,9 @@ def main(argv=None) -> int:
         model, _, eval_ds = ours(cfg)
         pipelines = {"ours": ours(cfg), "other": (
             model, per_image_dataset(train_files, tft_output, cfg, n_train), eval_ds)}
+    elif args.compare == "xla":
+        names = {"ours": "ours: jit_compile=true (XLA)", "other": "ours: jit_compile=false"}
+        pipelines = {"ours": ours(cfg, jit_compile=True), "other": ours(cfg, jit_compile=False)}
     else:
         names = {"ours": "ours: float32", "other": "ours: mixed_bfloat16 (precision=bfloat16)"}
         pipelines = {"ours": ours(cfg), "other": ours(dataclasses.replace(cfg, precision="bfloat16"))}

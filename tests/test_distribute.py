@@ -131,3 +131,47 @@ def test_one_cpu_trains_with_the_default_strategy():
     assert strategy.num_replicas_in_sync == 1
     assert all(layer.compute_dtype == "float32" for layer in model.layers if layer.compute_dtype)
     model.fit(np.zeros((2, TINY.image_size, TINY.image_size, 3), "float32"), np.array([0, 1]), epochs=1, verbose=0)
+
+
+FLOAT32 = distribute.Precision("float32", "auto: no avx512_bf16/amx_bf16 on this CPU")
+BFLOAT16 = distribute.Precision("bfloat16", "auto: avx512_bf16")
+
+
+@pytest.mark.parametrize("setting, precision, gpus, expected", [
+    ("auto", FLOAT32, [], "on (auto: float32 on a CPU)"),
+    ("auto", BFLOAT16, [], "off (auto: not measured with bfloat16 on a CPU)"),
+    ("auto", FLOAT32, FAKE_GPUS[:1], "off (auto: not measured on GPUs)"),
+    ("on", BFLOAT16, FAKE_GPUS, "on (jit_compile=on)"),
+    ("off", FLOAT32, [], "off (jit_compile=off)"),
+])
+def test_auto_compiles_with_xla_only_where_it_was_measured_faster(setting, precision, gpus, expected):
+    assert str(distribute.choose_jit_compile(setting, precision, gpus)) == expected
+
+
+def test_the_trainer_logs_its_xla_choice(caplog):
+    caplog.set_level("INFO", logger=distribute.__name__)
+    assert distribute.machine_jit_compile(PRESETS["compact"], FLOAT32, gpus=[]).on
+    assert caplog.messages == ["jit_compile: on (auto: float32 on a CPU)"]
+
+
+def test_every_preset_but_tiny_leaves_xla_to_auto():
+    assert {name: cfg.jit_compile for name, cfg in PRESETS.items()} == {
+        **{name: "auto" for name in PRESETS}, "tiny": "off"}
+
+
+def test_an_xla_compiled_step_trains_like_the_plain_one():
+    """The same first step with and without XLA: the same loss and weights up to float32 rounding (XLA fuses and
+    reorders the element-wise arithmetic, it does not change it)."""
+    cfg = dataclasses.replace(TINY, dropout=0.0)
+    x = np.random.default_rng(0).normal(size=(8, cfg.image_size, cfg.image_size, 3)).astype("float32")
+    y = np.arange(8) % cfg.num_classes
+    results = {}
+    for jit in (False, True):
+        with distribute.training_scope(cfg, gpus=[]):
+            model = compile_model(cfg, jit_compile=jit)
+        assert model._jit_compile is jit  # noqa: SLF001 - what Keras compiles train_step with
+        loss = model.train_on_batch(x, y, return_dict=True)["loss"]
+        results[jit] = (loss, model.get_weights())
+    assert results[True][0] == pytest.approx(results[False][0], rel=1e-4)
+    for with_xla, without in zip(results[True][1], results[False][1]):
+        np.testing.assert_allclose(with_xla, without, atol=1e-4)

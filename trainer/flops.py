@@ -47,6 +47,7 @@ class ModelStats:
     macs_by_op: dict[str, int]
     profiler_float_ops: int  # tf.compat.v1.profiler float_operation() total (2 per multiply-add; no Einsum)
     precision: str = ""  # what the Trainer trained in and why, "bfloat16 (auto: avx512_bf16)"; "" outside it
+    jit_compile: str = ""  # whether XLA compiled the training step and why, "on (auto: float32 on a CPU)"
 
     @property
     def gflops(self) -> float:
@@ -165,15 +166,17 @@ def render(stats: ModelStats) -> str:
         f"GFLOPs (direct)     {stats.gflops:.4f}  = 2 x multiply-adds, attention included",
         f"GFLOPs (keras.io)   {stats.keras_io_gflops:.4f}  = tf.compat.v1.profiler float ops / 2; Einsum (all of "
         f"attention) not counted",
-    ] + ([f"trained in          {stats.precision}"] if stats.precision else []))
+    ] + ([f"trained in          {stats.precision}"] if stats.precision else [])
+      + ([f"XLA (jit_compile)   {stats.jit_compile}"] if stats.jit_compile else []))
 
 
-def report(model: keras.Model, directory: str, precision: str = "") -> ModelStats | None:
-    """Compute, log and write the stats of `model` (trained in `precision`) into `directory`/model_stats.json. A
+def report(model: keras.Model, directory: str, precision: str = "", jit_compile: str = "") -> ModelStats | None:
+    """Compute, log and write the stats of `model` (trained in `precision`, XLA `jit_compile`) into
+    `directory`/model_stats.json. A
     model the counter cannot freeze (e.g. variables of an unusual distribution strategy) is logged and skipped:
     training goes on."""
     try:
-        stats = dataclasses.replace(model_stats(model), precision=precision)
+        stats = dataclasses.replace(model_stats(model), precision=precision, jit_compile=jit_compile)
     except Exception as e:  # noqa: BLE001 - statistics must never fail a training run
         log.warning("model %s: FLOPs not computed (%s: %s)", model.name, type(e).__name__, e)
         return None

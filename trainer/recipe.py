@@ -78,13 +78,16 @@ def loss(cfg: TrainerConfig) -> keras.losses.Loss:
     return keras.losses.SparseCategoricalCrossentropy()
 
 
-def compile_model(cfg: TrainerConfig, steps_per_epoch: int = 1) -> keras.Model:
-    """The model of `cfg` (trainer/vit.py), compiled with its optimizer and loss (schedules need `steps_per_epoch`)."""
+def compile_model(cfg: TrainerConfig, steps_per_epoch: int = 1, jit_compile: bool = False) -> keras.Model:
+    """The model of `cfg` (trainer/vit.py), compiled with its optimizer and loss (schedules need `steps_per_epoch`);
+    `jit_compile`: training and evaluation steps compiled by XLA (`cfg.jit_compile` as trainer/distribute.py
+    resolves it on this machine)."""
     tf.keras.utils.set_random_seed(cfg.seed)
     model = vit.build_model(cfg)
     model.compile(
         optimizer=optimizer(cfg, steps_per_epoch),
         loss=loss(cfg),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                 keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy")])
+                 keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy")],
+        jit_compile=jit_compile)
     return model

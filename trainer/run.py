@@ -48,12 +48,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     eval_ds = inputs.make_dataset(fn_args.eval_files, tft_output, cfg, training=False, num_examples=num_eval)
 
     precision = distribute.machine_precision(cfg)  # logs "precision: bfloat16 (auto: avx512_bf16)"
+    jit_compile = distribute.machine_jit_compile(cfg, precision)  # logs "jit_compile: on (auto: float32 on a CPU)"
     with distribute.training_scope(cfg, precision=precision):  # MirroredStrategy on >1 GPU; the dtype policy
-        model = compile_model(cfg, steps_per_epoch=-(-num_train // cfg.batch_size))
+        model = compile_model(cfg, steps_per_epoch=-(-num_train // cfg.batch_size), jit_compile=jit_compile.on)
     log.info("model %s: %d parameters; %d training / %d validation examples; config %s", model.name,
              model.count_params(), num_train, num_eval, json.dumps(cfg.to_dict()))
-    # model_stats.json: parameters, GFLOPs (two conventions), training precision
-    stats = flops.report(model, fn_args.model_run_dir, precision=str(precision))
+    # model_stats.json: parameters, GFLOPs (two conventions), training precision and XLA
+    stats = flops.report(model, fn_args.model_run_dir, precision=str(precision), jit_compile=str(jit_compile))
     backup = checkpoints.backup_dir(
         fn_args.custom_config.get(BACKUP_DIR_KEY) or os.path.join(fn_args.model_run_dir, "backup"),
         cfg.to_dict(), fn_args.train_files, fn_args.transform_output)

@@ -121,14 +121,16 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None,
 
 
 def _trainer_note(step: Step) -> str:
-    """The precision the Trainer computed in, from the model_stats.json it wrote (trainer/flops.py)."""
+    """The precision the Trainer computed in and whether XLA compiled it, from the model_stats.json it wrote
+    (trainer/flops.py)."""
     for artifact in step.outputs.get("ModelRun", []):
         path = os.path.join(artifact.uri, contract.MODEL_STATS_FILE)
         if os.path.isfile(path):
             with open(path) as f:
-                precision = json.load(f).get("precision")
-            if precision:
-                return f"precision {precision}"
+                stats = json.load(f)
+            notes = [f"precision {stats['precision']}"] if stats.get("precision") else []
+            notes += [f"XLA {stats['jit_compile']}"] if stats.get("jit_compile") else []
+            return ", ".join(notes)
     return ""
 
 
