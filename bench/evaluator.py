@@ -7,7 +7,8 @@ Variants (pipeline/inspection/evaluation.py), run one after the other in this pr
   adaptive inference batches (no `inference_batch_size`);
 - `batch`: `before` with the fixed inference batch (`pipeline.pipeline.EVAL_BATCH_SIZE`);
 - `in_memory`: `before` with the Evaluator's own Beam arguments (`BeamConfig.evaluator_args`: one in-process worker);
-- `after`: both, as the pipeline now runs it.
+- `tf_generic`: `before` with the model scored as a plain SavedModel and without the Keras compiled metrics;
+- `after`: all three, as the pipeline now runs it.
 Also the floor: the `serving_tf_example` signature alone over the same examples, batch EVAL_BATCH_SIZE.
 
 `--test-data` swaps in the test split of any dataset folder (e.g. `tokenlearner data --limit 10000` for all 10,000
@@ -114,12 +115,14 @@ def main(argv=None) -> int:
     reference = results[variants[0]]
     for name in variants[1:]:
         same_blessing = results[name]["blessed"] == reference["blessed"]
-        worst = max((abs(value - reference["metrics"][s][k]) for s, metrics in results[name]["metrics"].items()
-                     for k, value in metrics.items()), default=0.0)
-        same_keys = {s: set(m) for s, m in results[name]["metrics"].items()} == \
-            {s: set(m) for s, m in reference["metrics"].items()}
-        print(f"\n{name} vs {variants[0]}: same slices and metrics: {same_keys}; largest metric difference "
-              f"{worst:.2e}; same plots: {results[name]['plots'] == reference['plots']}; blessing "
+        ours, theirs = results[name]["metrics"], reference["metrics"]
+        worst = max((abs(value - theirs[s][k]) for s, metrics in ours.items() for k, value in metrics.items()
+                     if k in theirs.get(s, {})), default=0.0)
+        only_ours = sorted({k for s, m in ours.items() for k in set(m) - set(theirs.get(s, {}))})
+        only_theirs = sorted({k for s, m in theirs.items() for k in set(m) - set(ours.get(s, {}))})
+        print(f"\n{name} vs {variants[0]}: same slices: {set(ours) == set(theirs)}; metrics only in {name}: "
+              f"{only_ours or 'none'}, only in {variants[0]}: {only_theirs or 'none'}; largest difference of the "
+              f"common metrics {worst:.2e}; same plots: {results[name]['plots'] == reference['plots']}; blessing "
               f"{results[name]['blessed']} vs {reference['blessed']} ({'same' if same_blessing else 'DIFFERENT'})",
               end="")
     print()

@@ -89,10 +89,11 @@ def test_rerun_is_cached_and_pushes_nothing_new(pipeline_run, shared_cifar, caps
 
 
 def test_faster_evaluator_keeps_every_metric_slice_plot_and_the_blessing(pipeline_run, tmp_path):
-    """The Evaluator as the pipeline now runs it (fixed inference batch, one in-process Beam worker) against the
-    settings before (adaptive batches, DirectRunner multi_processing): the same slices, metrics (candidate,
-    baseline and their differences), confusion matrices and blessing, on the run's model scored against itself
-    as the baseline."""
+    """The Evaluator as the pipeline now runs it (fixed inference batch, one in-process Beam worker, the model as a
+    plain SavedModel without Keras' compiled metrics) against the settings before (adaptive batches, DirectRunner
+    multi_processing, Keras model): the same slices, metrics (candidate, baseline and their differences),
+    confusion matrices and blessing, on the run's model scored against itself as the baseline. Only the compiled
+    metrics are gone, and those repeated the listed accuracy and top-5 (and the label-smoothed training loss)."""
     from pipeline import config as config_lib
     from pipeline.inspection import evaluation, run_store, summary
 
@@ -104,17 +105,28 @@ def test_faster_evaluator_keeps_every_metric_slice_plot_and_the_blessing(pipelin
             for variant in ("before", "after")}
     before, after = runs["before"], runs["after"]
     assert set(before["metrics"]) == set(after["metrics"]) == {"overall", *(f"label={i}" for i in range(10))}
+    compiled = {"loss", "accuracy", "top5_accuracy"}  # model.compile's, which only the Keras model type adds
     for slice_name, metrics in before["metrics"].items():
-        assert set(metrics) == set(after["metrics"][slice_name])
+        dropped = set(metrics) - set(after["metrics"][slice_name])
+        assert {name.split("/")[1] for name in dropped} == compiled, (slice_name, dropped)
+        assert set(after["metrics"][slice_name]) <= set(metrics)
         assert {"candidate/sparse_categorical_accuracy", "baseline/sparse_categorical_accuracy",
-                "candidate/sparse_categorical_accuracy/diff", "candidate/example_count"} <= set(metrics)
-        for name, value in metrics.items():
-            assert after["metrics"][slice_name][name] == pytest.approx(value, abs=1e-6), (slice_name, name)
+                "candidate/sparse_categorical_accuracy/diff", "candidate/example_count",
+                "candidate/sparse_top_k_categorical_accuracy",
+                "candidate/sparse_categorical_crossentropy"} <= set(after["metrics"][slice_name])
+        for name, value in after["metrics"][slice_name].items():
+            assert metrics[name] == pytest.approx(value, abs=1e-6), (slice_name, name)
+        for model in ("candidate", "baseline"):  # what was dropped repeated what is kept
+            assert metrics[f"{model}/accuracy"] == pytest.approx(metrics[f"{model}/sparse_categorical_accuracy"])
+            assert metrics[f"{model}/top5_accuracy"] == pytest.approx(
+                metrics[f"{model}/sparse_top_k_categorical_accuracy"])
     assert after["plots"] == before["plots"] and "multiClassConfusionMatrixAtThresholds" in str(after["plots"])
     assert before["blessed"] is after["blessed"] is True
 
-    # The run summary's Trainer row says which precision the Trainer chose (tiny: float32 on every machine).
+    # The run summary's Trainer row says which precision the Trainer chose and whether XLA compiled it (tiny:
+    # float32 without XLA on every machine).
     first_run = min(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.create_time_since_epoch)
     table = summary.render_summary(summary.collect(config, run_id=first_run.name, store=store))
-    assert any(line.startswith("Trainer") and line.endswith("precision float32 (precision=float32)")
+    assert any(line.startswith("Trainer") and line.endswith(
+        "precision float32 (precision=float32), XLA off (jit_compile=off)")
                for line in table.splitlines()), table

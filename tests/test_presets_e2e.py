@@ -1,9 +1,10 @@
 """Every preset's recipe goes through the whole pipeline, Evaluator and Pusher included.
 
-The Evaluator (TFMA) loads the exported model in its own worker processes with tf.keras.models.load_model, so
-whatever the exported model carries must load there without our code imported: a preset whose optimizer, schedule
-or loss could not is caught here. Each preset runs as defined (model, optimizer, schedule, loss, regularisers,
-augmentation), on 100 real training and 100 real test images for one epoch. `tiny` is covered by
+The Evaluator (TFMA) scores the exported model in its own Beam stages, so whatever the exported model carries must
+load there: a preset whose export could not is caught here. Each preset runs as defined (model, optimizer,
+schedule, loss, regularisers, augmentation, XLA), on 100 real training and 100 real test images for one epoch;
+only `keras_io` and `better` train without XLA, whose compilation would take longer than their one epoch (the
+`compact` run covers the XLA-compiled Trainer end to end). `tiny` is covered by
 test_pipeline_e2e.py's run. The runs share one output folder, so data preparation and every component before the
 Trainer run once (later runs take them from the cache); each later Evaluator also loads the previous preset's
 pushed model as its baseline.
@@ -15,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline import cli
+from trainer import distribute
 from trainer.config import PRESETS
 
 pytestmark = pytest.mark.slow
@@ -27,15 +29,24 @@ def output(tmp_path_factory):
     return tmp_path_factory.mktemp("presets")
 
 
+NO_XLA = {"keras_io", "better"}  # the same XLA path as compact's; only its compile time would differ
+
+
 @pytest.mark.parametrize("preset", [p for p in PRESETS if p not in COVERED_ELSEWHERE])
 def test_preset_trains_evaluates_and_pushes(preset, output, shared_cifar, capsys):
-    rc = cli.main(["run", "--data", str(shared_cifar), "--preset", preset, "--limit", "100", "--epochs", "1",
+    xla = ["--set", "jit_compile=off"] if preset in NO_XLA else []
+    rc = cli.main(["run", "--data", str(shared_cifar), "--preset", preset, "--limit", "100", "--epochs", "1", *xla,
                    # A one-epoch model is near chance: the gate is TFMA loading and scoring it, not its accuracy.
                    "--set", "accuracy_floor=0", "--set", "regression_tolerance=1", "--set", f"model_name={preset}",
                    "--output", str(output)])
     table = capsys.readouterr().out
     assert rc == 0, table
     assert any(line.startswith("Evaluator") for line in table.splitlines()), table
+    trainer_row = next(line for line in table.splitlines() if line.startswith("Trainer"))
+    cfg = PRESETS[preset]
+    expected = "off (jit_compile=off)" if preset in NO_XLA else str(  # on here; off where bfloat16 is chosen
+        distribute.machine_jit_compile(cfg, distribute.machine_precision(cfg)))
+    assert f"XLA {expected}" in trainer_row, trainer_row
     versions = list((output / "serving" / preset).iterdir())
     assert len(versions) == 1 and (versions[0] / "saved_model.pb").is_file(), table
 

@@ -37,8 +37,8 @@ def _write_class_names(export_dir: str, class_names: Sequence[str]) -> None:
 def float32_model(model: keras.Model, cfg: TrainerConfig) -> keras.Model:
     """`model` when every layer computes in float32; otherwise the model of `cfg` rebuilt under the float32 policy
     with `model`'s weights (mixed policies keep float32 variables, so the copy is exact). The copy is compiled as
-    the Trainer compiles, so the Evaluator reports the same compiled metrics (loss, accuracy, top-5) as for a
-    float32-trained model."""
+    the Trainer compiles, so `tf.keras.models.load_model` of the export gives the same compiled loss and metrics
+    as for a float32-trained model."""
     if all(layer.compute_dtype in (None, "float32") for layer in model.layers):
         return model
     previous = keras.mixed_precision.global_policy()
@@ -89,10 +89,10 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
         "serving_tf_example": serve_tf_examples.get_concrete_function(),
         "transform_features": transform_features.get_concrete_function(),
     }
-    # Without the optimizer and the compile settings: the Evaluator (TFMA) loads this with
-    # tf.keras.models.load_model, which would rebuild them and needs every custom schedule and loss class
-    # (trainer/recipe.py) importable in its process; it runs the signature, not the compiled loss. Training state
-    # lives in the Trainer's checkpoints (trainer/checkpoints.py), not in the serving model.
+    # Without the optimizer: tf.keras.models.load_model (TFMA's model type detection, users' notebooks) would
+    # rebuild it and needs every custom schedule (trainer/recipe.py) importable in its process. The Evaluator
+    # scores the signature as a plain SavedModel (pipeline/pipeline.py). Training state lives in the Trainer's
+    # checkpoints (trainer/checkpoints.py), not in the serving model.
     model.save(export_dir, save_format="tf", signatures=signatures, include_optimizer=False)
     _write_class_names(export_dir, class_names)
 

@@ -21,21 +21,29 @@ from pipeline.inspection import run_store
 from trainer import contract
 
 
-# How the Evaluator ran before issue 10 ("before": the pipeline's Beam arguments, TFMA's adaptive inference batches),
-# each change alone, and as the pipeline runs it now ("after").
-VARIANTS = ("before", "batch", "in_memory", "after")
+# How the Evaluator ran before issue 10 ("before": the pipeline's Beam arguments, TFMA's adaptive inference batches,
+# the model revived as a Keras model with its compiled metrics), each change alone, and as the pipeline runs it now
+# ("after").
+VARIANTS = ("before", "batch", "in_memory", "tf_generic", "after")
+_CHANGES = {"before": (), "batch": ("batch",), "in_memory": ("in_memory",), "tf_generic": ("tf_generic",),
+            "after": ("batch", "in_memory", "tf_generic")}
 
 
 def variant_settings(config, variant: str) -> tuple[tfma.EvalConfig, list[str]]:
     """(EvalConfig, Beam arguments) of the Evaluator of `config` (a PipelineConfig) in `variant`."""
     from pipeline import pipeline
 
+    changes = _CHANGES[variant]
     eval_config = pipeline.eval_config(config)
-    if variant in ("before", "in_memory"):
-        for spec in eval_config.model_specs:
+    for spec in eval_config.model_specs:
+        if "batch" not in changes:
             spec.ClearField("inference_batch_size")
+        if "tf_generic" not in changes:
+            spec.ClearField("model_type")  # TFMA detects Keras and adds the compiled metrics
+    if "tf_generic" not in changes:
+        eval_config.options.ClearField("include_default_metrics")
     beam_args = list(config.beam_pipeline_args)
-    if variant in ("in_memory", "after"):
+    if "in_memory" in changes:
         beam_args += config.beam.evaluator_args()
     return eval_config, beam_args
 
