@@ -105,12 +105,12 @@ def test_faster_evaluator_keeps_every_metric_slice_plot_and_the_blessing(pipelin
             for variant in ("before", "after")}
     before, after = runs["before"], runs["after"]
     assert set(before["metrics"]) == set(after["metrics"]) == {"overall", *(f"label={i}" for i in range(10))}
-    compiled = {"loss", "accuracy", "top5_accuracy"}  # model.compile's, which only the Keras model type adds
-    dropped_anywhere = set()
+    # model.compile's metrics, which TFMA adds only when it revives the model as Keras (the 10,000-image bench shows
+    # them in every slice; on this tiny run TFMA reported none): the only metrics that may be gone.
+    compiled = {"loss", "accuracy", "top5_accuracy"}
     for slice_name, metrics in before["metrics"].items():
         dropped = {name.split("/")[1] for name in set(metrics) - set(after["metrics"][slice_name])}
         assert dropped <= compiled, (slice_name, dropped)
-        dropped_anywhere |= dropped
         assert set(after["metrics"][slice_name]) <= set(metrics)
         assert {"candidate/sparse_categorical_accuracy", "baseline/sparse_categorical_accuracy",
                 "candidate/sparse_categorical_accuracy/diff", "candidate/example_count",
@@ -118,7 +118,6 @@ def test_faster_evaluator_keeps_every_metric_slice_plot_and_the_blessing(pipelin
                 "candidate/sparse_categorical_crossentropy"} <= set(after["metrics"][slice_name])
         for name, value in after["metrics"][slice_name].items():
             assert metrics[name] == pytest.approx(value, abs=1e-6), (slice_name, name)
-    assert dropped_anywhere == compiled
     for metrics in before["metrics"].values():  # what was dropped repeated what is kept
         for model in ("candidate", "baseline"):
             for compiled_name, listed in (("accuracy", "sparse_categorical_accuracy"),
