@@ -10,6 +10,7 @@ import json
 import logging
 import os
 
+import tensorflow as tf
 import tf_keras as keras
 import tensorflow_transform as tft
 from tfx import v1 as tfx
@@ -47,9 +48,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     train_ds = inputs.make_dataset(fn_args.train_files, tft_output, cfg, training=True, num_examples=num_train)
     eval_ds = inputs.make_dataset(fn_args.eval_files, tft_output, cfg, training=False, num_examples=num_eval)
 
-    precision = distribute.machine_precision(cfg)  # logs "precision: bfloat16 (auto: avx512_bf16)"
-    jit_compile = distribute.machine_jit_compile(cfg, precision)  # logs "jit_compile: on (auto: float32 on a CPU)"
-    with distribute.training_scope(cfg, precision=precision):  # MirroredStrategy on >1 GPU; the dtype policy
+    gpus = tf.config.list_physical_devices("GPU")  # listed once: the three choices below see the same devices
+    precision = distribute.machine_precision(cfg, gpus)  # logs "precision: bfloat16 (auto: avx512_bf16)"
+    jit_compile = distribute.machine_jit_compile(cfg, precision, gpus)  # logs "jit_compile: on (auto: ...)"
+    with distribute.training_scope(cfg, gpus, precision=precision):  # MirroredStrategy on >1 GPU; the dtype policy
         model = compile_model(cfg, steps_per_epoch=-(-num_train // cfg.batch_size), jit_compile=jit_compile.on)
     log.info("model %s: %d parameters; %d training / %d validation examples; config %s", model.name,
              model.count_params(), num_train, num_eval, json.dumps(cfg.to_dict()))

@@ -24,9 +24,9 @@ from trainer import contract
 # How the Evaluator ran before issue 10 ("before": the pipeline's Beam arguments, TFMA's adaptive inference batches,
 # the model revived as a Keras model with its compiled metrics), each change alone, and as the pipeline runs it now
 # ("after").
-VARIANTS = ("before", "batch", "in_memory", "tf_generic", "after")
 _CHANGES = {"before": (), "batch": ("batch",), "in_memory": ("in_memory",), "tf_generic": ("tf_generic",),
             "after": ("batch", "in_memory", "tf_generic")}
+VARIANTS = tuple(_CHANGES)
 
 
 def variant_settings(config, variant: str) -> tuple[tfma.EvalConfig, list[str]]:
