@@ -539,8 +539,19 @@ def _write_split(split_dir: Path, items: Sequence[Item], pool, bar: Progress) ->
 # ------------------------------------------------------------------------------------------------ entry point
 
 def _fingerprint(path: Path) -> str:
-    stat = path.stat()
-    return hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:10]
+    """What the dataset folder is keyed by: the source's bytes (a folder: each file's relative path and bytes).
+    Not its path or modification time: a copied, moved or re-mounted source (a new machine, a re-synced share)
+    must find the dataset it already made, or the pipeline's cached components and the Trainer's epoch
+    checkpoints (keyed by the ExampleGen artifacts) would all start again."""
+    digest = hashlib.sha256()
+    for name in sorted(_walk_files(path)) if path.is_dir() else [None]:
+        if name is not None:
+            digest.update(f"{name}\0".encode())
+        with open(path / name if name is not None else path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:10]
 
 
 def resolve_source(source: str | None, cache_dir: Path | None = None, md5: str | None = None) -> Path:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -75,6 +77,26 @@ def test_output_is_deterministic_and_reused(tmp_path):
     stamp = (first / "manifest.json").stat().st_mtime_ns
     assert cifar10.prepare(str(folder), tmp_path / "out1") == first  # reused, not rebuilt
     assert (first / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_a_copied_or_touched_source_finds_its_dataset_and_changed_bytes_do_not(tmp_path):
+    # A new machine or a re-synced share gives the same archive a new path and modification time: the dataset
+    # (and with it the pipeline's cache and the Trainer's epoch checkpoints) must be found again.
+    folder = write_image_folder(tmp_path / "src", per_class=10, fmt="JPEG")
+    (tmp_path / "a").mkdir()
+    archive = make_tar(folder, tmp_path / "a" / "cifar.tar.gz")
+    first = cifar10.prepare(str(archive), tmp_path / "out")
+    copy = tmp_path / "b" / "cifar.tar.gz"
+    copy.parent.mkdir()
+    shutil.copyfile(archive, copy)
+    os.utime(copy, ns=(1, 1))
+    assert cifar10.prepare(str(copy), tmp_path / "out") == first
+    copied_folder = shutil.copytree(folder, tmp_path / "src2")
+    from_folder = cifar10.prepare(str(folder), tmp_path / "out")
+    assert cifar10.prepare(str(copied_folder), tmp_path / "out") == from_folder
+    with open(next(copied_folder.rglob("*.jpg")), "ab") as f:
+        f.write(b"\0")
+    assert cifar10.prepare(str(copied_folder), tmp_path / "out") != from_folder
 
 
 def test_limit_is_class_balanced(tmp_path):
