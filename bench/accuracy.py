@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import bench_data  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from trainer import contract  # noqa: E402
 
 # keras.io "Learning to tokenize in Vision Transformers": (base preset, overrides, keras.io top-1 %, GFLOPs).
 ROWS: dict[str, tuple[str, dict, float | None, float | None]] = {
@@ -53,7 +54,7 @@ def test_accuracy(serving_dir: str, test_files: list[str], batch: int = 500) -> 
 
 
 def history(run_dir: Path) -> list[dict]:
-    path = run_dir / "model_run" / "history.csv"
+    path = run_dir / "model_run" / contract.HISTORY_FILE
     if not path.is_file():
         return []
     with open(path) as f:

@@ -5,6 +5,7 @@ few hundred real CIFAR-10 images; data-level faults are also checked against the
 """
 from __future__ import annotations
 
+import csv
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from components import cifar10
+from trainer.contract import EPOCH_TIMES_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "pipeline.cli"]
@@ -89,6 +91,11 @@ def test_crash_resume_and_regression_gate(dataset, tmp_path):
     assert "resuming from the epoch checkpoint" in table
     epochs_trained = re.findall(r"^Epoch (\d)/4", table, flags=re.M)
     assert epochs_trained == ["3", "4"], epochs_trained
+    # The model run keeps every epoch's time, the killed fit's and the resumed one's: the true training time.
+    times = max((out / "pipeline").rglob(EPOCH_TIMES_FILE), key=lambda p: p.stat().st_mtime)
+    epochs = list(csv.DictReader(times.open()))
+    assert [e["epoch"] for e in epochs] == ["1", "2", "3", "4"] and all(float(e["seconds"]) > 0 for e in epochs)
+    assert len({e["fit_started_utc"] for e in epochs}) == 2
     assert " cached " in row(table, "Transform")
     assert len(versions(out)) == 2  # the 4-epoch model, pushed once
     assert not list((out / "serving" / "tokenlearner").glob(".tmp-*"))  # no half-written version left

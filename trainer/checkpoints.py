@@ -10,9 +10,13 @@ import hashlib
 import json
 import logging
 import os
+import time
+from datetime import datetime, timezone
 
 import tensorflow as tf
 import tf_keras as keras
+
+from trainer.contract import EPOCH_TIMES_FILE, HISTORY_FILE
 
 log = logging.getLogger("trainer")
 
@@ -46,6 +50,37 @@ class BestWeights(keras.callbacks.Callback):
                 json.dump({"value": float(value), "epoch": epoch + 1}, f)
 
 
+class EpochTimes(keras.callbacks.Callback):
+    """Appends each finished epoch's wall seconds to epoch_times.csv, with the start of the fit it belongs to: a run
+    resumed across machines or sessions still adds up to its true training time (the Trainer execution that
+    finishes saw only the last part, and a log may be gone)."""
+
+    COLUMNS = "epoch,seconds,ended_utc,fit_started_utc\n"
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self.path = f"{directory}/{EPOCH_TIMES_FILE}"
+
+    def on_train_begin(self, logs=None):
+        self.fit_started = _utc_now()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.time() - self.start
+        text = self.COLUMNS
+        if tf.io.gfile.exists(self.path):
+            with tf.io.gfile.GFile(self.path) as f:
+                text = f.read()
+        with tf.io.gfile.GFile(self.path, "w") as f:  # rewritten whole: object stores cannot append
+            f.write(f"{text}{epoch + 1},{seconds:.1f},{_utc_now()},{self.fit_started}\n")
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def callbacks(directory: str) -> list[keras.callbacks.Callback]:
     tf.io.gfile.makedirs(directory)
     if tf.io.gfile.exists(f"{directory}/state"):
@@ -54,14 +89,17 @@ def callbacks(directory: str) -> list[keras.callbacks.Callback]:
         # Restores weights, optimizer state and the epoch counter at the start of fit.
         keras.callbacks.BackupAndRestore(f"{directory}/state", save_freq="epoch", delete_checkpoint=False),
         BestWeights(directory),
-        keras.callbacks.CSVLogger(f"{directory}/history.csv", append=True),
+        keras.callbacks.CSVLogger(f"{directory}/{HISTORY_FILE}", append=True),
+        EpochTimes(directory),
     ]
 
 
 def finish(directory: str, model: keras.Model, model_run_dir: str) -> None:
-    """Loads the best epoch's weights into `model` and keeps the history with the model run."""
+    """Loads the best epoch's weights into `model` and keeps the history and epoch times with the model run."""
     model.load_weights(f"{directory}/best/weights")
-    tf.io.gfile.copy(f"{directory}/history.csv", os.path.join(model_run_dir, "history.csv"), overwrite=True)
+    for name in (HISTORY_FILE, EPOCH_TIMES_FILE):
+        if tf.io.gfile.exists(f"{directory}/{name}"):
+            tf.io.gfile.copy(f"{directory}/{name}", os.path.join(model_run_dir, name), overwrite=True)
 
 
 def remove(directory: str) -> None:

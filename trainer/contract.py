@@ -39,6 +39,8 @@ ASSETS_EXTRA = "assets.extra"  # SavedModel folder TF Serving reads extras from 
 CLASS_NAMES_FILE = "class_names.txt"  # under ASSETS_EXTRA: one class name a line, in class-id order
 CLASS_NAMES_ASSET = f"{ASSETS_EXTRA}/{CLASS_NAMES_FILE}"
 MODEL_STATS_FILE = "model_stats.json"  # trainer/flops.py: parameters, FLOPs, training precision (model_run dir)
+HISTORY_FILE = "history.csv"  # model_run dir: the per-epoch metrics of the fit (trainer/checkpoints.py)
+EPOCH_TIMES_FILE = "epoch_times.csv"  # model_run dir: each epoch's wall seconds, across resumes (same)
 
 
 SPLIT_PREFIX = "Split-"  # TFX: the folder of split <name> in an Examples or statistics artifact is Split-<name>

@@ -99,7 +99,7 @@ def trainer_config(store, model_artifact_id: int, fallback: TrainerConfig) -> Tr
 def learning_curves(model_run_dir: str) -> dict[str, list[float]]:
     """Per-epoch metrics (loss, accuracy, top5_accuracy and their val_ versions) from the Trainer's history.csv,
     or from its TensorBoard event files when the CSV is missing."""
-    path = os.path.join(model_run_dir, "history.csv")
+    path = os.path.join(model_run_dir, contract.HISTORY_FILE)
     if os.path.isfile(path):
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
@@ -352,7 +352,8 @@ def _training_figures(model_run_dir: str, out_dir: str) -> tuple[list[Figure], d
     history = learning_curves(model_run_dir)
     best_epoch = int(np.argmax(history["val_accuracy"])) + 1 if "val_accuracy" in history else None
     figures.learning_curves(history, best_epoch, os.path.join(out_dir, "learning_curves.png"))
-    source = "history.csv" if os.path.isfile(os.path.join(model_run_dir, "history.csv")) else "TensorBoard events"
+    history_file = os.path.join(model_run_dir, contract.HISTORY_FILE)
+    source = contract.HISTORY_FILE if os.path.isfile(history_file) else "TensorBoard events"
     return [Figure("learning_curves.png", "Learning curves",
                    f"Per epoch, from the Trainer's {source} in {model_run_dir}. Training metrics are on augmented "
                    f"crops with dropout; validation on the eval split's central crops. The dotted line marks the "
