@@ -157,6 +157,10 @@ def test_report_card_and_lineage(report_dir, evaluation):
     assert run.run_id in page
     assert "4 learned tokens" in page and "33,050" in page  # the tiny preset's model: 33,050 parameters
     assert f"pushed version {Path(run.pushed_to).name}" in page
+    # The training time adds up the Trainer's epoch_times.csv (2 epochs for the tiny preset, one fit).
+    times = report.epoch_times(_output(run, "Trainer", "ModelRun").uri)
+    assert len(times.seconds) == 2 and times.fits == 1 and all(s > 0 for s in times.seconds)
+    assert f"<td>training time</td><td>{times.text}</td>" in page
     for producer in ("ImportExampleGen", "Transform", "Trainer", "Evaluator", "Pusher"):
         assert f"{producer} (execution" in page, producer
 
@@ -176,6 +180,23 @@ def test_learning_curves_read_from_tensorboard_events_match_history_csv(evaluati
     for key, values in from_events.items():
         assert len(values) == 2  # the tiny preset: 2 epochs
         np.testing.assert_allclose(values, from_csv[key], rtol=1e-5, err_msg=key)
+
+
+@pytest.mark.slow
+def test_accuracy_table_rows_come_from_a_finished_run(finished_run, evaluation, tiny_run, monkeypatch):
+    # bench/accuracy.py --from-run: the product path's Evaluator numbers, the Trainer's curves and epoch times.
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import accuracy
+
+    _, run = evaluation
+    row = accuracy.run_row(f"tiny={finished_run}", tiny_run.run_id)
+    assert (row["test_accuracy"], row["test_top5_accuracy"]) == (run.accuracy, run.top5_accuracy)
+    assert row["test_examples"] == TEST_EXAMPLES and row["params"] == 33_050
+    assert len(row["val_accuracy_curve"]) == len(row["epoch_seconds"]) == 2  # the tiny preset's 2 epochs
+    assert f"--limit {TINY_RUN_LIMIT} --preset tiny" in row["command"]
+    table = accuracy.render([row, dict(row, config={**row["config"], "seed": 7})])
+    assert table.count(f"| {100 * run.accuracy:.2f}% | {100 * run.top5_accuracy:.2f}% |") == 2
+    assert f"`tiny` over 2 runs (seeds {row['config']['seed']}, 7): top-1 {100 * run.accuracy:.2f} ± 0.00%" in table
 
 
 @pytest.mark.slow
