@@ -1,0 +1,43 @@
+"""Progress lines of the Trainer (trainer/progress.py): what a person watching a long fit reads in the log."""
+from __future__ import annotations
+
+import logging
+
+from trainer import progress
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _epoch(logger: progress.ProgressLogger, clock: _Clock, epoch: int, seconds: float) -> None:
+    logger.on_epoch_begin(epoch)
+    clock.now += seconds
+    logger.on_epoch_end(epoch, {"loss": 1.0, "val_accuracy": 0.5})
+
+
+def test_the_fit_eta_of_a_resumed_run_is_paced_by_the_epochs_it_trained(monkeypatch, caplog):
+    clock = _Clock()
+    monkeypatch.setattr(progress.time, "time", clock)
+    caplog.set_level(logging.INFO, logger="trainer")
+    logger = progress.ProgressLogger(epochs=20, steps_per_epoch=176)
+    logger.on_train_begin()
+    # Resumed at epoch 11 of 20 (index 10): one 10-minute epoch leaves 9 epochs, i.e. 1.5 hours, not 8 minutes.
+    _epoch(logger, clock, 10, 600)
+    assert "epoch 11/20 done in 0:10:00" in caplog.text
+    assert "fit ETA 1:30:00" in caplog.text
+
+
+def test_a_fresh_fit_eta_counts_every_epoch(monkeypatch, caplog):
+    clock = _Clock()
+    monkeypatch.setattr(progress.time, "time", clock)
+    caplog.set_level(logging.INFO, logger="trainer")
+    logger = progress.ProgressLogger(epochs=4, steps_per_epoch=10)
+    logger.on_train_begin()
+    _epoch(logger, clock, 0, 60)
+    _epoch(logger, clock, 1, 120)  # 3 minutes for 2 epochs: 2 left take 3 more
+    assert "epoch 2/4 done in 0:02:00" in caplog.text and "fit ETA 0:03:00" in caplog.text
