@@ -70,22 +70,15 @@ def history(model_run: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def epoch_seconds(model_run: Path) -> list[float]:
-    """Each epoch's wall seconds from the Trainer's epoch_times.csv ([] for models trained before it existed)."""
-    path = model_run / contract.EPOCH_TIMES_FILE
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return [float(row["seconds"]) for row in csv.DictReader(f)]
-
-
 def _trained(model_run: Path, stats: dict) -> dict:
     """What every row reports about its training, from the files the Trainer wrote into its model_run dir."""
-    curve = history(model_run)
+    from pipeline.inspection.summary import epoch_times
+
+    curve, times = history(model_run), epoch_times(str(model_run))
     return {"params": stats["params"], "gflops_keras_io": stats["keras_io_gflops"], "gflops_direct": stats["gflops"],
             "precision": stats.get("precision", "?"), "jit_compile": stats.get("jit_compile", "?"),
             "val_accuracy_curve": [round(e.get("val_accuracy", float("nan")), 4) for e in curve],
-            "epoch_seconds": epoch_seconds(model_run)}
+            "epoch_seconds": times.seconds if times else []}
 
 
 def train_row(name: str, args, dataset_dir: Path, transform_dir: str, class_names: list[str]) -> dict:
@@ -162,7 +155,8 @@ def run_row(spec: str, run_id: str | None = None) -> dict:
     trainer_step = next(s for s in run.steps if s.component == contract.TRAINER)
     manifest = run_store.dataset_manifest(config)
     limit = f" --limit {manifest['limit']}" if manifest.get("limit") else ""
-    return {"row": name, "base": base, "overrides": changed, "config": cfg, "dataset": os.path.basename(config.data_root),
+    return {"row": name, "base": base, "overrides": changed, "config": cfg,
+            "dataset": os.path.basename(config.data_root),
             "source": "`tokenlearner run`, Evaluator", "run_id": run.run_id,
             "test_accuracy": run.accuracy, "test_top5_accuracy": run.top5_accuracy,
             "test_examples": int(run_store.overall_metrics(evaluation.uri)[CANDIDATE].get("example_count", 0)),
@@ -223,8 +217,9 @@ def render(results: list[dict]) -> str:
         groups.setdefault(r["row"], []).append(r)
     for name, group in groups.items():
         if len(group) > 1:
-            lines.append(f"\n`{name}` over {len(group)} runs (seeds {', '.join(str(r['config']['seed']) for r in group)}):"
-                         f" top-1 {_mean_std([r['test_accuracy'] for r in group])}")
+            seeds = ", ".join(str(r["config"]["seed"]) for r in group)
+            lines.append(f"\n`{name}` over {len(group)} runs (seeds {seeds}): "
+                         f"top-1 {_mean_std([r['test_accuracy'] for r in group])}")
     lines += ["", "Commands:"] + [f"- {r['row']}: `{r['command']}`" for r in results if r.get("command")]
     return "\n".join(lines)
 

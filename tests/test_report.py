@@ -158,7 +158,7 @@ def test_report_card_and_lineage(report_dir, evaluation):
     assert "4 learned tokens" in page and "33,050" in page  # the tiny preset's model: 33,050 parameters
     assert f"pushed version {Path(run.pushed_to).name}" in page
     # The training time adds up the Trainer's epoch_times.csv (2 epochs for the tiny preset, one fit).
-    times = report.epoch_times(_output(run, "Trainer", "ModelRun").uri)
+    times = report.summary.epoch_times(_output(run, "Trainer", "ModelRun").uri)
     assert len(times.seconds) == 2 and times.fits == 1 and all(s > 0 for s in times.seconds)
     assert f"<td>training time</td><td>{times.text}</td>" in page
     for producer in ("ImportExampleGen", "Transform", "Trainer", "Evaluator", "Pusher"):

@@ -8,7 +8,6 @@ the Trainer's exported model run on the ImportExampleGen test split.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import glob
 import json
 import logging
@@ -111,37 +110,6 @@ def learning_curves(model_run_dir: str) -> dict[str, list[float]]:
     if not history:
         raise ReportError(f"{model_run_dir}: neither history.csv nor TensorBoard epoch_* scalars")
     return history
-
-
-@dataclasses.dataclass(frozen=True)
-class EpochTimes:
-    """The Trainer's epoch_times.csv: each epoch's wall seconds (validation included) and the fit it ran in."""
-    seconds: list[float]
-    fits: int  # 1 + the number of resumes after a killed Trainer
-
-    @property
-    def text(self) -> str:
-        total = sum(self.seconds)
-        resumed = f", resumed {self.fits - 1}x" if self.fits > 1 else ""
-        return (f"{_hms(total)} for {len(self.seconds)} epoch(s), {total / len(self.seconds) / 60:.1f} min an epoch"
-                f"{resumed}")
-
-
-def epoch_times(model_run_dir: str) -> Optional[EpochTimes]:
-    """None for runs made before the Trainer wrote epoch_times.csv."""
-    path = os.path.join(model_run_dir, contract.EPOCH_TIMES_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return None
-    return EpochTimes([float(r["seconds"]) for r in rows], len({r["fit_started_utc"] for r in rows}))
-
-
-def _hms(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _tensorboard_curves(model_run_dir: str) -> dict[str, list[float]]:
@@ -306,7 +274,8 @@ def _fmt(value: Optional[float], pattern: str = "{:.4f}") -> str:
 
 def _facts(config: PipelineConfig, run: summary.RunSummary, cfg: TrainerConfig, *, params: int, stats: dict,
            overall: dict[str, float], history: dict[str, list[float]], best_epoch: Optional[int], baseline,
-           serving_dir: str, times: Optional[EpochTimes] = None) -> list[tuple[str, list[tuple[str, str]]]]:
+           serving_dir: str, times: Optional[summary.EpochTimes] = None
+           ) -> list[tuple[str, list[tuple[str, str]]]]:
     """The model card: (section, [(fact, value)])."""
     if cfg.token_learner == "none":
         variant = f"ViT without TokenLearner ({cfg.num_patches} tokens in every block)"
@@ -472,7 +441,7 @@ def build(config: PipelineConfig, out_dir: str, run_id: Optional[str] = None, ma
     stats = _model_stats(model_run.uri, os.path.join(serving_dir, contract.ASSETS_EXTRA))
     facts = _facts(config, run, cfg, params=keras_model.count_params(), stats=stats, overall=overall,
                    history=history, best_epoch=best_epoch, baseline=baseline, serving_dir=serving_dir,
-                   times=epoch_times(model_run.uri))
+                   times=summary.epoch_times(model_run.uri))
     report = Report(config=config, run=run, trainer=cfg, trainer_name=keras_model.name, facts=facts,
                     figures=shown + evaluated + predicted, notes=notes, confusion=matrix, per_class=per_class,
                     lineage=lineage(store, [a.id for a in (pushed, blessing, evaluation) if a is not None]))

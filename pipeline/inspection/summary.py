@@ -2,6 +2,7 @@
 numbers; `render_summary` is the table `tokenlearner run` prints."""
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -120,9 +121,40 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None,
         blessed=blessed, pushed_to=pushed_to, not_pushed_reason="" if pushed_to else reason)
 
 
+@dataclasses.dataclass(frozen=True)
+class EpochTimes:
+    """The Trainer's epoch_times.csv: each epoch's wall seconds (validation included) and the fit it ran in."""
+    seconds: list[float]
+    fits: int  # 1 + the number of resumes after a killed Trainer
+
+    @property
+    def text(self) -> str:
+        total = sum(self.seconds)
+        resumed = f", resumed {self.fits - 1}x" if self.fits > 1 else ""
+        return (f"{_hms(total)} for {len(self.seconds)} epoch(s), {total / len(self.seconds) / 60:.1f} min an epoch"
+                f"{resumed}")
+
+
+def epoch_times(model_run_dir: str) -> Optional[EpochTimes]:
+    """None for runs made before the Trainer wrote epoch_times.csv."""
+    path = os.path.join(model_run_dir, contract.EPOCH_TIMES_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    return EpochTimes([float(r["seconds"]) for r in rows], len({r["fit_started_utc"] for r in rows}))
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def _trainer_note(step: Step) -> str:
     """The precision the Trainer computed in and whether XLA compiled it, from the model_stats.json it wrote
-    (trainer/flops.py)."""
+    (trainer/flops.py), and the fit's training time from its epoch_times.csv (a resumed fit's included)."""
     for artifact in step.outputs.get("ModelRun", []):
         path = os.path.join(artifact.uri, contract.MODEL_STATS_FILE)
         if os.path.isfile(path):
@@ -130,6 +162,8 @@ def _trainer_note(step: Step) -> str:
                 stats = json.load(f)
             notes = [f"precision {stats['precision']}"] if stats.get("precision") else []
             notes += [f"XLA {stats['jit_compile']}"] if stats.get("jit_compile") else []
+            times = epoch_times(artifact.uri)
+            notes += [f"trained {times.text}"] if times else []
             return ", ".join(notes)
     return ""
 
