@@ -16,7 +16,6 @@ runs of one row (seeds) add a mean ± std line:
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import logging
@@ -62,22 +61,15 @@ def test_accuracy(serving_dir: str, test_files: list[str], batch: int = 500) -> 
     return top1 / total, top5 / total, total
 
 
-def history(model_run: Path) -> list[dict]:
-    path = model_run / contract.HISTORY_FILE
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 def _trained(model_run: Path, stats: dict) -> dict:
     """What every row reports about its training, from the files the Trainer wrote into its model_run dir."""
+    from pipeline.inspection.report import learning_curves
     from pipeline.inspection.summary import epoch_times
 
-    curve, times = history(model_run), epoch_times(str(model_run))
+    curve, times = learning_curves(str(model_run)).get("val_accuracy", []), epoch_times(str(model_run))
     return {"params": stats["params"], "gflops_keras_io": stats["keras_io_gflops"], "gflops_direct": stats["gflops"],
             "precision": stats.get("precision", "?"), "jit_compile": stats.get("jit_compile", "?"),
-            "val_accuracy_curve": [round(e.get("val_accuracy", float("nan")), 4) for e in curve],
+            "val_accuracy_curve": [round(v, 4) for v in curve],
             "epoch_seconds": times.seconds if times else []}
 
 
@@ -186,8 +178,8 @@ def _curve(values: list[float]) -> str:
     """Every validation accuracy up to 10 epochs; beyond, epochs 1, 2, 5, 10, 15, ... and the last."""
     shown = range(len(values)) if len(values) <= 10 else sorted(
         {0, 1, len(values) - 1} | {e - 1 for e in range(5, len(values) + 1, 5)})
-    return ", ".join(f"{e + 1}: {100 * values[e]:.1f}" if len(values) > 10 else f"{100 * values[e]:.1f}"
-                     for e in shown)
+    numbered = len(values) > 10  # gaps in the list: each value says its epoch
+    return ", ".join(f"{f'{e + 1}: ' if numbered else ''}{100 * values[e]:.1f}" for e in shown)
 
 
 def render(results: list[dict]) -> str:
