@@ -69,6 +69,7 @@ def _trained(model_run: Path, stats: dict) -> dict:
     curve, times = learning_curves(str(model_run)).get("val_accuracy", []), epoch_times(str(model_run))
     return {"params": stats["params"], "gflops_keras_io": stats["keras_io_gflops"], "gflops_direct": stats["gflops"],
             "precision": stats.get("precision", "?"), "jit_compile": stats.get("jit_compile", "?"),
+            "trained_with_by_epoch": times.mixed if times else "",  # "" when every epoch trained alike
             "val_accuracy_curve": [round(v, 4) for v in curve],
             "epoch_seconds": times.seconds if times else []}
 
@@ -198,6 +199,8 @@ def render(results: list[dict]) -> str:
         top5 = r.get("test_top5_accuracy")
         precision = r.get("precision", "?").split(" ")[0]  # "float32 (auto: ...)": the dtype
         precision += ", XLA" if str(r.get("jit_compile", "")).startswith("on") else ""
+        if r.get("trained_with_by_epoch"):  # a resume on another CPU switched precision=auto: say which epochs
+            precision = f"mixed: {r['trained_with_by_epoch']}"
         lines.append(
             f"| {variant} | {tokens} | {100 * r['test_accuracy']:.2f}% | "
             f"{f'{100 * top5:.2f}%' if top5 is not None else '–'} | {f'{ref_acc}%' if ref_acc else '–'} | "

@@ -6,7 +6,9 @@ at the last finished epoch instead of epoch 0. The folder is removed once the mo
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -51,37 +53,52 @@ class BestWeights(keras.callbacks.Callback):
 
 
 class EpochTimes(keras.callbacks.Callback):
-    """Appends each finished epoch's wall seconds to epoch_times.csv, with the start of the fit it belongs to: a run
-    resumed across machines or sessions still adds up to its true training time (the Trainer execution that
-    finishes saw only the last part, and a log may be gone)."""
+    """Appends each finished epoch to epoch_times.csv: its wall seconds, the start of the fit it belongs to, and the
+    precision and XLA it trained with. A run resumed across machines or sessions still adds up to its true training
+    time (the Trainer execution that finishes saw only the last part, and a log may be gone), and says so when its
+    epochs did not all train alike (`precision=auto` is decided per execution: a resume on a bf16 CPU switches)."""
 
-    COLUMNS = "epoch,seconds,ended_utc,fit_started_utc\n"
+    COLUMNS = ("epoch", "seconds", "ended_utc", "fit_started_utc", "precision", "jit_compile")
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, precision: str, jit_compile: str):
         super().__init__()
-        self.path = f"{directory}/{EPOCH_TIMES_FILE}"
+        self.path, self.precision, self.jit_compile = f"{directory}/{EPOCH_TIMES_FILE}", precision, jit_compile
 
     def on_train_begin(self, logs=None):
         self.fit_started = _utc_now()
+        before = {(r.get("precision") or "?", r.get("jit_compile") or "?") for r in self._rows()}
+        if before and before != {(self.precision, self.jit_compile)}:
+            log.warning("resuming a fit whose earlier epochs trained with precision/XLA %s; this execution trains "
+                        "with %s/%s (fix both with --set precision=... --set jit_compile=... to keep one)",
+                        ", ".join(sorted("/".join(b) for b in before)), self.precision, self.jit_compile)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.time() - self.start
-        text = self.COLUMNS
-        if tf.io.gfile.exists(self.path):
-            with tf.io.gfile.GFile(self.path) as f:
-                text = f.read()
+        row = {"epoch": epoch + 1, "seconds": f"{time.time() - self.start:.1f}", "ended_utc": _utc_now(),
+               "fit_started_utc": self.fit_started, "precision": self.precision, "jit_compile": self.jit_compile}
+        text = io.StringIO()
+        writer = csv.DictWriter(text, self.COLUMNS, restval="")  # rows of older files lack the last columns
+        writer.writeheader()
+        writer.writerows([*self._rows(), row])
         with tf.io.gfile.GFile(self.path, "w") as f:  # rewritten whole: object stores cannot append
-            f.write(f"{text}{epoch + 1},{seconds:.1f},{_utc_now()},{self.fit_started}\n")
+            f.write(text.getvalue())
+
+    def _rows(self) -> list[dict]:
+        if not tf.io.gfile.exists(self.path):
+            return []
+        with tf.io.gfile.GFile(self.path) as f:
+            return list(csv.DictReader(io.StringIO(f.read())))
 
 
 def _utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def callbacks(directory: str) -> list[keras.callbacks.Callback]:
+def callbacks(directory: str, precision: str, jit_compile: str) -> list[keras.callbacks.Callback]:
+    """The callbacks that keep a fit's state in `directory`; `precision` and `jit_compile` ("on" | "off") are what
+    this execution trains with, recorded per epoch."""
     tf.io.gfile.makedirs(directory)
     if tf.io.gfile.exists(f"{directory}/state"):
         log.info("resuming from the epoch checkpoint in %s", directory)
@@ -90,7 +107,7 @@ def callbacks(directory: str) -> list[keras.callbacks.Callback]:
         keras.callbacks.BackupAndRestore(f"{directory}/state", save_freq="epoch", delete_checkpoint=False),
         BestWeights(directory),
         keras.callbacks.CSVLogger(f"{directory}/{HISTORY_FILE}", append=True),
-        EpochTimes(directory),
+        EpochTimes(directory, precision, jit_compile),
     ]
 
 

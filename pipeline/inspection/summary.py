@@ -123,16 +123,32 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None,
 
 @dataclasses.dataclass(frozen=True)
 class EpochTimes:
-    """The Trainer's epoch_times.csv: each epoch's wall seconds (validation included) and the fit it ran in."""
+    """The Trainer's epoch_times.csv: each epoch's wall seconds (validation included), the fit it ran in, and the
+    precision/XLA it trained with ("float32/on"; "" in files older than that column)."""
     seconds: list[float]
     fits: int  # 1 + the number of resumes after a killed Trainer
+    trained_with: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def mixed(self) -> str:
+        """"" when every epoch trained alike, else which epochs trained how: "float32/on 1-12, bfloat16/off 13-20"."""
+        spans: list[list] = []
+        for epoch, how in enumerate(self.trained_with, start=1):
+            if spans and spans[-1][0] == how:
+                spans[-1][2] = epoch
+            else:
+                spans.append([how, epoch, epoch])
+        if len({how for how, _, _ in spans}) < 2:
+            return ""
+        return ", ".join(f"{how or '?'} {a}" + (f"-{b}" if b > a else "") for how, a, b in spans)
 
     @property
     def text(self) -> str:
         total = sum(self.seconds)
         resumed = f", resumed {self.fits - 1}x" if self.fits > 1 else ""
+        mixed = f"; epochs trained with precision/XLA {self.mixed}" if self.mixed else ""
         return (f"{_hms(total)} for {len(self.seconds)} epoch(s), {total / len(self.seconds) / 60:.1f} min an epoch"
-                f"{resumed}")
+                f"{resumed}{mixed}")
 
 
 def epoch_times(model_run_dir: str) -> Optional[EpochTimes]:
@@ -144,7 +160,8 @@ def epoch_times(model_run_dir: str) -> Optional[EpochTimes]:
         rows = list(csv.DictReader(f))
     if not rows:
         return None
-    return EpochTimes([float(r["seconds"]) for r in rows], len({r["fit_started_utc"] for r in rows}))
+    trained_with = ["/".join(filter(None, (r.get("precision"), r.get("jit_compile")))) for r in rows]
+    return EpochTimes([float(r["seconds"]) for r in rows], len({r["fit_started_utc"] for r in rows}), trained_with)
 
 
 def _hms(seconds: float) -> str:
