@@ -68,8 +68,9 @@ class EpochTimes(keras.callbacks.Callback):
         self.fit_started = _utc_now()
         before = {(r.get("precision") or "?", r.get("jit_compile") or "?") for r in self._rows()}
         if before and before != {(self.precision, self.jit_compile)}:
+            # Not fixable by --set now: new settings key new checkpoints, i.e. a fit from epoch 0.
             log.warning("resuming a fit whose earlier epochs trained with precision/XLA %s; this execution trains "
-                        "with %s/%s (fix both with --set precision=... --set jit_compile=... to keep one)",
+                        "with %s/%s (to keep one, start a fit with --set precision=... --set jit_compile=...)",
                         ", ".join(sorted("/".join(b) for b in before)), self.precision, self.jit_compile)
 
     def on_epoch_begin(self, epoch, logs=None):
