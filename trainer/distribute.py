@@ -104,8 +104,12 @@ class JitCompile:
     on: bool
     reason: str
 
+    @property
+    def name(self) -> str:
+        return "on" if self.on else "off"
+
     def __str__(self) -> str:
-        return f"{'on' if self.on else 'off'} ({self.reason})"
+        return f"{self.name} ({self.reason})"
 
 
 def choose_jit_compile(setting: str, precision: Precision, gpus: Sequence[object]) -> JitCompile:

@@ -62,7 +62,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         cfg.to_dict(), fn_args.train_files, fn_args.transform_output)
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-        *checkpoints.callbacks(backup, precision.name, "on" if jit_compile.on else "off"),
+        *checkpoints.callbacks(backup, precision.name, jit_compile.name),
         ProgressLogger(cfg.epochs, steps_per_epoch=-(-num_train // cfg.batch_size)),
     ]
     model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)

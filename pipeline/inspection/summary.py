@@ -146,7 +146,8 @@ class EpochTimes:
     def text(self) -> str:
         total = sum(self.seconds)
         resumed = f", resumed {self.fits - 1}x" if self.fits > 1 else ""
-        mixed = f"; epochs trained with precision/XLA {self.mixed}" if self.mixed else ""
+        mixed = self.mixed
+        mixed = f"; epochs trained with precision/XLA {mixed}" if mixed else ""
         return (f"{_hms(total)} for {len(self.seconds)} epoch(s), {total / len(self.seconds) / 60:.1f} min an epoch"
                 f"{resumed}{mixed}")
 
