@@ -81,4 +81,4 @@ def test_an_epoch_record_written_before_the_precision_column_is_kept_and_marked_
     assert times.seconds[:2] == [600.0, 590.5] and len(times.seconds) == 3 and times.fits == 2
     assert times.mixed == "? 1-2, float32/on 3"  # unknown is not claimed to be float32
     (warning,) = warnings.records
-    assert "?/?" in warning.getMessage()
+    assert "trained with precision/XLA ?;" in warning.getMessage()  # spelled as the summary spells it

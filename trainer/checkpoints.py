@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer.contract import EPOCH_TIMES_FILE, HISTORY_FILE
+from trainer.contract import EPOCH_TIMES_COLUMNS, EPOCH_TIMES_FILE, HISTORY_FILE, trained_with
 
 log = logging.getLogger("trainer")
 
@@ -58,20 +58,19 @@ class EpochTimes(keras.callbacks.Callback):
     time (the Trainer execution that finishes saw only the last part, and a log may be gone), and says so when its
     epochs did not all train alike (`precision=auto` is decided per execution: a resume on a bf16 CPU switches)."""
 
-    COLUMNS = ("epoch", "seconds", "ended_utc", "fit_started_utc", "precision", "jit_compile")
-
     def __init__(self, directory: str, precision: str, jit_compile: str):
         super().__init__()
         self.path, self.precision, self.jit_compile = f"{directory}/{EPOCH_TIMES_FILE}", precision, jit_compile
 
     def on_train_begin(self, logs=None):
         self.fit_started = _utc_now()
-        before = {(r.get("precision") or "?", r.get("jit_compile") or "?") for r in self._rows()}
-        if before and before != {(self.precision, self.jit_compile)}:
+        now = trained_with({"precision": self.precision, "jit_compile": self.jit_compile})
+        before = {trained_with(r) for r in self._rows()}
+        if before and before != {now}:
             # Not fixable by --set now: new settings key new checkpoints, i.e. a fit from epoch 0.
             log.warning("resuming a fit whose earlier epochs trained with precision/XLA %s; this execution trains "
-                        "with %s/%s (to keep one, start a fit with --set precision=... --set jit_compile=...)",
-                        ", ".join(sorted("/".join(b) for b in before)), self.precision, self.jit_compile)
+                        "with %s (to keep one, start a fit with --set precision=... --set jit_compile=...)",
+                        ", ".join(sorted(before)), now)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.time()
@@ -80,7 +79,7 @@ class EpochTimes(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, "seconds": f"{time.time() - self.start:.1f}", "ended_utc": _utc_now(),
                "fit_started_utc": self.fit_started, "precision": self.precision, "jit_compile": self.jit_compile}
         text = io.StringIO()
-        writer = csv.DictWriter(text, self.COLUMNS, restval="")  # rows of older files lack the last columns
+        writer = csv.DictWriter(text, EPOCH_TIMES_COLUMNS, restval="")  # rows of older files lack the last columns
         writer.writeheader()
         writer.writerows([*self._rows(), row])
         with tf.io.gfile.GFile(self.path, "w") as f:  # rewritten whole: object stores cannot append

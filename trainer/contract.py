@@ -41,6 +41,8 @@ CLASS_NAMES_ASSET = f"{ASSETS_EXTRA}/{CLASS_NAMES_FILE}"
 MODEL_STATS_FILE = "model_stats.json"  # trainer/flops.py: parameters, FLOPs, training precision (model_run dir)
 HISTORY_FILE = "history.csv"  # model_run dir: the per-epoch metrics of the fit (trainer/checkpoints.py)
 EPOCH_TIMES_FILE = "epoch_times.csv"  # model_run dir: each epoch's wall seconds, across resumes (same)
+# Its columns; files written before the last two have rows without them, which read as trained_with "?".
+EPOCH_TIMES_COLUMNS = ("epoch", "seconds", "ended_utc", "fit_started_utc", "precision", "jit_compile")
 
 
 SPLIT_PREFIX = "Split-"  # TFX: the folder of split <name> in an Examples or statistics artifact is Split-<name>
@@ -49,3 +51,9 @@ SPLIT_PREFIX = "Split-"  # TFX: the folder of split <name> in an Examples or sta
 def split_dir(split: str) -> str:
     """The folder of one split inside an Examples (or statistics) artifact."""
     return f"{SPLIT_PREFIX}{split}"
+
+
+def trained_with(row: dict) -> str:
+    """How one epoch_times.csv row trained, "float32/on" (precision/XLA); "?" for a row older than those columns.
+    The Trainer's resume warning and the run summary both spell it so."""
+    return "/".join(filter(None, (row.get("precision"), row.get("jit_compile")))) or "?"

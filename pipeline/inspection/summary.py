@@ -124,7 +124,7 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None,
 @dataclasses.dataclass(frozen=True)
 class EpochTimes:
     """The Trainer's epoch_times.csv: each epoch's wall seconds (validation included), the fit it ran in, and the
-    precision/XLA it trained with ("float32/on"; "" in files older than that column)."""
+    precision/XLA it trained with (contract.trained_with: "float32/on", "?" in files older than those columns)."""
     seconds: list[float]
     fits: int  # 1 + the number of resumes after a killed Trainer
     trained_with: list[str] = dataclasses.field(default_factory=list)
@@ -140,7 +140,7 @@ class EpochTimes:
                 spans.append([how, epoch, epoch])
         if len({how for how, _, _ in spans}) < 2:
             return ""
-        return ", ".join(f"{how or '?'} {a}" + (f"-{b}" if b > a else "") for how, a, b in spans)
+        return ", ".join(f"{how} {a}" + (f"-{b}" if b > a else "") for how, a, b in spans)
 
     @property
     def text(self) -> str:
@@ -161,8 +161,8 @@ def epoch_times(model_run_dir: str) -> Optional[EpochTimes]:
         rows = list(csv.DictReader(f))
     if not rows:
         return None
-    trained_with = ["/".join(filter(None, (r.get("precision"), r.get("jit_compile")))) for r in rows]
-    return EpochTimes([float(r["seconds"]) for r in rows], len({r["fit_started_utc"] for r in rows}), trained_with)
+    return EpochTimes([float(r["seconds"]) for r in rows], len({r["fit_started_utc"] for r in rows}),
+                      [contract.trained_with(r) for r in rows])
 
 
 def _hms(seconds: float) -> str:
