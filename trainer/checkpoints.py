@@ -60,11 +60,12 @@ class EpochTimes(keras.callbacks.Callback):
 
     def __init__(self, directory: str, precision: str, jit_compile: str):
         super().__init__()
-        self.path, self.precision, self.jit_compile = f"{directory}/{EPOCH_TIMES_FILE}", precision, jit_compile
+        self.path = f"{directory}/{EPOCH_TIMES_FILE}"
+        self.trains_with = {"precision": precision, "jit_compile": jit_compile}  # this execution's part of each row
 
     def on_train_begin(self, logs=None):
         self.fit_started = _utc_now()
-        now = trained_with({"precision": self.precision, "jit_compile": self.jit_compile})
+        now = trained_with(self.trains_with)
         before = {trained_with(r) for r in self._rows()}
         if before and before != {now}:
             # Not fixable by --set now: new settings key new checkpoints, i.e. a fit from epoch 0.
@@ -77,7 +78,7 @@ class EpochTimes(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, "seconds": f"{time.time() - self.start:.1f}", "ended_utc": _utc_now(),
-               "fit_started_utc": self.fit_started, "precision": self.precision, "jit_compile": self.jit_compile}
+               "fit_started_utc": self.fit_started, **self.trains_with}
         text = io.StringIO()
         writer = csv.DictWriter(text, EPOCH_TIMES_COLUMNS, restval="")  # rows of older files lack the last columns
         writer.writeheader()
