@@ -1,6 +1,6 @@
 """Evaluator wall time: TFX's Evaluator executor on a finished `tokenlearner run`'s model, before and after issue 10.
 
-    nice .venv/bin/python bench/evaluator.py --output outputs --test-data outputs/data/cifar10-jpg-…-10000 --baseline
+    nice .venv/bin/python bench/evaluator.py --output outputs --test-data outputs/data/cifar10-folder-…-10000 --baseline
 
 Variants (pipeline/inspection/evaluation.py), run one after the other in this process on the same inputs (default: before,after):
 - `before`: the pipeline's Beam arguments (DirectRunner multi_processing, `beam_workers` processes) and TFMA's

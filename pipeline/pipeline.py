@@ -2,8 +2,9 @@
 
 Node ids, split names, the Trainer's entry point and custom_config keys come from trainer/contract.py.
 
-ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
--> Resolver(latest blessed model) -> Evaluator -> Pusher
+ImportExampleGen -> StatisticsGen -> ExampleValidator -> Transform -> Trainer -> Resolver(latest blessed model)
+-> Evaluator -> Pusher, with the schema from ImportSchemaGen (the curated one; SchemaGen on StatisticsGen's output
+with schema_path=infer).
 """
 from __future__ import annotations
 

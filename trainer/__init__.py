@@ -1,5 +1,6 @@
-"""Trainer module code (Transform preprocessing_fn, model, run_fn) loaded by TFX inside its executors, and the
-graph <-> trainer contract (contract.py, no TensorFlow) that the pipeline and the other packages import.
+"""Trainer module code (Transform preprocessing_fn, model, run_fn) loaded by TFX inside its executors, and what the
+other packages share with it without TensorFlow: the graph <-> trainer contract (contract.py), the feature names
+(features.py), the TF Serving wire contract (serving_api.py) and the trainer settings and presets (config.py).
 
 TF_USE_LEGACY_KERAS must be set before TensorFlow is first imported: TFT and TFMA only work with Keras 2.
 """

@@ -36,7 +36,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         (CLASS_NAMES_KEY), the TF Serving model name (MODEL_NAME_KEY) and the checkpoint backup folder
         (BACKUP_DIR_KEY, optional).
 
-    Produces: in `fn_args.model_run_dir` the TensorBoard logs, history.csv and model_stats.json; in
+    Produces: in `fn_args.model_run_dir` the TensorBoard logs, history.csv, epoch_times.csv and model_stats.json; in
     `fn_args.serving_model_dir` the SavedModel of the best epoch with its serving signatures, and under its
     assets.extra/ the class names, model_stats.json and TF Serving warmup requests. Epoch checkpoints in the
     backup folder let a killed run resume; they are removed once the export is complete.
