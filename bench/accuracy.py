@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import bench_data  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from trainer import contract  # noqa: E402
+from trainer import contract, serving_api  # noqa: E402
 
 # keras.io "Learning to tokenize in Vision Transformers": (base preset, overrides, keras.io top-1 %, GFLOPs).
 ROWS: dict[str, tuple[str, dict, float | None, float | None]] = {
@@ -48,7 +48,7 @@ def test_accuracy(serving_dir: str, test_files: list[str], batch: int = 500) -> 
     import numpy as np
     import tensorflow as tf
 
-    serve = tf.saved_model.load(serving_dir).signatures["serving_tf_example"]
+    serve = tf.saved_model.load(serving_dir).signatures[serving_api.TF_EXAMPLE_SIGNATURE]
     spec = {"label": tf.io.FixedLenFeature([1], tf.int64)}
     top1 = top5 = total = 0
     for records in tf.data.TFRecordDataset(test_files, compression_type="GZIP").batch(batch):

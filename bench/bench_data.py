@@ -20,9 +20,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", category=FutureWarning)  # google-api-core's Python 3.10 notices
 
 from components import cifar10  # noqa: E402
+from components import schema as schema_lib  # noqa: E402
+from trainer import contract  # noqa: E402  (no TensorFlow)
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "pipeline" / "config" / "schema" / "schema.pbtxt"
+SCHEMA = Path(schema_lib.resolve(schema_lib.PACKAGED_SCHEMA))  # the pipeline's default, curated schema
 log = logging.getLogger("bench")
 
 
@@ -44,9 +46,9 @@ def dataset(source: str, work: Path, limit: int | None = None) -> Path:
 
 
 def split_files(dataset_dir: Path, split: str) -> list[str]:
-    files = sorted(glob.glob(str(dataset_dir / split / "*.tfrecord.gz")))
+    files = sorted(glob.glob(str(dataset_dir / split / contract.SHARD_GLOB)))
     if not files:
-        raise FileNotFoundError(f"{dataset_dir / split}: no *.tfrecord.gz files")
+        raise FileNotFoundError(f"{dataset_dir / split}: no {contract.SHARD_GLOB} files")
     return files
 
 
@@ -82,8 +84,6 @@ def run_fn():
     """The Trainer's entry point, loaded by its module path (trainer.contract.RUN_FN) as the TFX Trainer does."""
     import importlib
 
-    from trainer import contract
-
     module, _, name = contract.RUN_FN.rpartition(".")
     return getattr(importlib.import_module(module), name)
 
@@ -92,7 +92,6 @@ def fn_args(dataset_dir: Path, transform_dir: str, run_dir: Path, trainer_config
     """What the TFX Trainer executor passes to run_fn (train = `train` split, eval = `eval` split)."""
     from tfx import v1 as tfx
 
-    from trainer import contract
     from trainer.serving_api import DEFAULT_MODEL_NAME
 
     custom = {contract.TRAINER_CONFIG_KEY: trainer_config, contract.CLASS_NAMES_KEY: class_names,

@@ -27,13 +27,14 @@ from pathlib import Path
 
 import bench_data  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from pipeline.inspection import evaluation  # noqa: E402
+from trainer import serving_api  # noqa: E402
 
 def signature_seconds(model_dir: str, pattern: str, batch: int) -> tuple[float, int]:
     """Seconds the serving_tf_example signature takes over every record of `pattern` in batches of `batch`."""
     import tensorflow as tf
 
     records = tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP").batch(batch)
-    signature = tf.saved_model.load(model_dir).signatures["serving_tf_example"]
+    signature = tf.saved_model.load(model_dir).signatures[serving_api.TF_EXAMPLE_SIGNATURE]
     start, n = time.perf_counter(), 0
     for chunk in records:
         signature(examples=chunk)

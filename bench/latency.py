@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import bench_data  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from trainer import serving_api  # noqa: E402  (no TensorFlow)
 
 
 def export_untrained(args):
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
         model = keras.models.load_model(path, compile=False)  # the same network, as a Keras model
     else:
         path, model = export_untrained(args)
-    serve = tf.saved_model.load(path).signatures["serving_default"]
+    serve = tf.saved_model.load(path).signatures[serving_api.SIGNATURE_NAME]
     compiled = tf.function(lambda x: model(x, training=False))
     size = model.input_shape[1]
     images = test_images(args, 64)

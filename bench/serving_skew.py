@@ -22,6 +22,7 @@ import tensorflow as tf  # noqa: E402
 from components import cifar10  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from pipeline.inspection import summary  # noqa: E402
+from trainer import serving_api  # noqa: E402
 
 
 def test_images(archive: str, class_names: list[str], per_class: list[int]):
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
         return 2
     manifest = cifar10.load_manifest(config.data_root)
     images, labels = test_images(args.images, list(config.class_names), manifest["splits"]["test"]["per_class"])
-    serve = tf.saved_model.load(run.pushed_to).signatures["serving_default"]
+    serve = tf.saved_model.load(run.pushed_to).signatures[serving_api.SIGNATURE_NAME]
     start, predicted = time.time(), []
     for i in range(0, len(images), args.batch_size):
         predicted.append(serve(images=tf.constant(images[i:i + args.batch_size]))["class_ids"].numpy())

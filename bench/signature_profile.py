@@ -30,7 +30,7 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    from trainer import features, image_header, inputs, preprocessing
+    from trainer import features, image_header, inputs, preprocessing, serving_api
     from trainer.config import PRESETS
 
     cfg = PRESETS[args.preset]
@@ -38,7 +38,8 @@ def main(argv=None) -> int:
                    .take(args.limit).batch(args.batch))
     n = sum(int(r.shape[0]) for r in records)
     loaded = tf.saved_model.load(args.model)
-    signature, transform = loaded.signatures["serving_tf_example"], loaded.signatures["transform_features"]
+    signature = loaded.signatures[serving_api.TF_EXAMPLE_SIGNATURE]
+    transform = loaded.signatures[serving_api.TRANSFORM_SIGNATURE]
     keras_model = tf.keras.models.load_model(args.model)
     spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
 

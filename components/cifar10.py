@@ -35,7 +35,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from trainer.contract import EVAL, TEST, TRAIN
+from trainer.contract import EVAL, SHARD_GLOB, SHARD_SUFFIX, TEST, TRAIN
 from trainer.features import CIFAR10_CLASSES, IMAGE_KEY, IMAGE_SIZE, LABEL_KEY
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -526,7 +526,7 @@ def _write_split(split_dir: Path, items: Sequence[Item], pool, bar: Progress) ->
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     for shard in range(num_shards):
         chunk = items[shard * SHARD_SIZE:(shard + 1) * SHARD_SIZE]
-        path = split_dir / f"data-{shard:05d}-of-{num_shards:05d}.tfrecord.gz"
+        path = split_dir / f"data-{shard:05d}-of-{num_shards:05d}{SHARD_SUFFIX}"
         with tf.io.TFRecordWriter(str(path), options) as writer:
             # Windows bound the encoded images waiting in memory (imap would run ahead of the writer).
             for start in range(0, len(chunk), ENCODE_WINDOW):
@@ -656,7 +656,7 @@ def verify_dataset(dataset_dir: Path) -> None:
 
     manifest = load_manifest(dataset_dir)
     for split, info in manifest["splits"].items():
-        shards = sorted((dataset_dir / split).glob("*.tfrecord.gz"))
+        shards = sorted((dataset_dir / split).glob(SHARD_GLOB))
         count = 0
         for shard in shards:
             try:

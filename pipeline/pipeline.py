@@ -23,7 +23,7 @@ from components.schema_gen import PackagedImportSchemaGen
 from components.trainer_component import trainer_component
 from components.validator import GatedExampleValidator
 from pipeline.config import PipelineConfig
-from trainer import contract, features
+from trainer import contract, features, serving_api
 from trainer.contract import (BACKUP_DIR_KEY, CLASS_NAMES_KEY, EVAL, MODEL_NAME_KEY, PREPROCESSING_FN, RUN_FN, SPLITS,
                               TEST, TRAIN, TRAINER_CONFIG_KEY)
 
@@ -43,8 +43,8 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         # model's compiled loss and metrics, and their combiner revives the whole Keras model in every Beam combine
         # stage (TFMA 0.47 keras_util.py: "skipping the shared handle", ~8 loads of 5 s per model here), only to
         # repeat the accuracy and top-5 listed below. The signature is what TF Serving runs, so it is what we score.
-        model_specs=[tfma.ModelSpec(signature_name="serving_tf_example", label_key=features.LABEL_KEY,
-                                    prediction_key="probabilities", inference_batch_size=EVAL_BATCH_SIZE,
+        model_specs=[tfma.ModelSpec(signature_name=serving_api.TF_EXAMPLE_SIGNATURE, label_key=features.LABEL_KEY,
+                                    prediction_key=serving_api.PROBABILITIES, inference_batch_size=EVAL_BATCH_SIZE,
                                     model_type=tfma.TF_GENERIC)],
         options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
@@ -80,7 +80,7 @@ def data_components(config: PipelineConfig) -> DataComponents:
     example_gen = tfx.components.ImportExampleGen(
         input_base=config.data_root,
         input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name=name, pattern=f"{name}/*.tfrecord.gz") for name in SPLITS],
+            tfx.proto.Input.Split(name=name, pattern=f"{name}/{contract.SHARD_GLOB}") for name in SPLITS],
         )).with_id(contract.EXAMPLE_GEN)
     if config.schema_path == "infer":
         statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])

@@ -20,6 +20,8 @@ MODEL_NAME_KEY = "model_name"  # TF Serving model name, written into the warmup 
 # Split names, as ingestion writes them (<dataset>/<split>/*.tfrecord.gz) and ImportExampleGen reads them.
 TRAIN, EVAL, TEST = "train", "eval", "test"
 SPLITS = (TRAIN, EVAL, TEST)
+SHARD_SUFFIX = ".tfrecord.gz"  # ingestion's GZIP TFRecord shards; ImportExampleGen's pattern is <split>/*<suffix>
+SHARD_GLOB = f"*{SHARD_SUFFIX}"
 
 # Node ids of the graph, as ML Metadata records them (the run summary and the report look components up by them).
 EXAMPLE_GEN = "ImportExampleGen"

@@ -69,25 +69,25 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
         view = inputs.eval_view(transformed[features.transformed_name(features.IMAGE_KEY)], cfg)
         probabilities = model(view, training=False)
         class_ids = tf.argmax(probabilities, axis=-1)
-        return {"probabilities": probabilities, "class_ids": class_ids,
-                "class_names": tf.gather(names, class_ids)}
+        return {serving_api.PROBABILITIES: probabilities, serving_api.CLASS_IDS: class_ids,
+                serving_api.CLASS_NAMES: tf.gather(names, class_ids)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=serving_api.INPUT_KEY)])
     def serve_images(images):
         return predict({features.IMAGE_KEY: tf.reshape(images, [-1] + image_shape)})
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=serving_api.EXAMPLES_KEY)])
     def serve_tf_examples(examples):
         return predict(tf.io.parse_example(examples, unlabeled_spec))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=serving_api.EXAMPLES_KEY)])
     def transform_features(examples):
         return model.tft_layer(tf.io.parse_example(examples, unlabeled_spec))
 
     signatures = {
-        "serving_default": serve_images.get_concrete_function(),
-        "serving_tf_example": serve_tf_examples.get_concrete_function(),
-        "transform_features": transform_features.get_concrete_function(),
+        serving_api.SIGNATURE_NAME: serve_images.get_concrete_function(),
+        serving_api.TF_EXAMPLE_SIGNATURE: serve_tf_examples.get_concrete_function(),
+        serving_api.TRANSFORM_SIGNATURE: transform_features.get_concrete_function(),
     }
     # Without the optimizer: tf.keras.models.load_model (TFMA's model type detection, users' notebooks) would
     # rebuild it and needs every custom schedule (trainer/recipe.py) importable in its process. The Evaluator

@@ -1,7 +1,8 @@
 """The TF Serving wire contract of the exported model, and the requests built on it.
 
 One place for the names a client must use (signature ``serving_default``, input ``images``, outputs
-``probabilities`` / ``class_ids`` / ``class_names``) and for the two request shapes TF Serving accepts:
+``probabilities`` / ``class_ids`` / ``class_names``; the Evaluator's ``serving_tf_example`` and the debugging
+``transform_features`` signatures, input ``examples``) and for the two request shapes TF Serving accepts:
 
 - REST: ``POST /v1/models/NAME[/versions/N | /labels/L]:predict`` with a JSON body in the row ("instances")
   format, binary strings as ``{"b64": ...}``;
@@ -24,6 +25,9 @@ PROBABILITIES = "probabilities"
 CLASS_IDS = "class_ids"
 CLASS_NAMES = "class_names"
 OUTPUT_KEYS = (PROBABILITIES, CLASS_IDS, CLASS_NAMES)
+TF_EXAMPLE_SIGNATURE = "serving_tf_example"  # serialized tf.Example in (what the Evaluator scores), the same outputs
+TRANSFORM_SIGNATURE = "transform_features"  # serialized tf.Example in, the Transform graph's features out
+EXAMPLES_KEY = "examples"  # the input of both
 
 
 def _check_selector(version: Optional[int], label: Optional[str]) -> None:

@@ -25,6 +25,8 @@ from trainer.serving_api import DEFAULT_MODEL_NAME
 
 # The default schema_path: the curated schema, package data resolved where the component runs (components/schema.py).
 DEFAULT_SCHEMA = PACKAGED_SCHEMA
+DEFAULT_PIPELINE_NAME = "tokenlearner-cifar10"
+CONFIG_FILE = "config.json"  # under the pipeline root: the settings of the latest run (`load`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +35,7 @@ class PipelineConfig:
 
     data_root: str  # dataset folder written by `tokenlearner data` (train/, eval/, test/ TFRecords)
     output_dir: str = "outputs"  # pipeline root, metadata and serving dir go under it
-    pipeline_name: str = "tokenlearner-cifar10"
+    pipeline_name: str = DEFAULT_PIPELINE_NAME
     model_name: str = DEFAULT_MODEL_NAME  # TF Serving model name: <serving_dir>/<model_name>/<version>/
     class_names: tuple[str, ...] = CIFAR10_CLASSES
     accuracy_floor: float = 0.5  # the Evaluator blesses only models above this test accuracy
@@ -76,7 +78,7 @@ class PipelineConfig:
 
     @property
     def pipeline_root(self) -> str:
-        return os.path.join(self.output_dir, "pipeline", self.pipeline_name)
+        return pipeline_root_dir(self.output_dir, self.pipeline_name)
 
     @property
     def metadata_path(self) -> str:
@@ -94,7 +96,7 @@ class PipelineConfig:
     @property
     def config_path(self) -> str:
         """The settings of the latest `tokenlearner run`, saved for `report`, benchmarks and humans."""
-        return os.path.join(self.pipeline_root, "config.json")
+        return os.path.join(self.pipeline_root, CONFIG_FILE)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -206,9 +208,14 @@ def apply_overrides(config: PipelineConfig, overrides: Mapping[str, str]) -> Pip
         raise ConfigError(str(e)) from None
 
 
-def load(output_dir: str, pipeline_name: str = "tokenlearner-cifar10") -> PipelineConfig:
+def pipeline_root_dir(output_dir: str, pipeline_name: str) -> str:
+    """Where a pipeline's artifacts, metadata and saved config live inside an output folder."""
+    return os.path.join(output_dir, "pipeline", pipeline_name)
+
+
+def load(output_dir: str, pipeline_name: str = DEFAULT_PIPELINE_NAME) -> PipelineConfig:
     """The config the last `tokenlearner run` used with this output folder."""
-    path = os.path.join(output_dir, "pipeline", pipeline_name, "config.json")
+    path = os.path.join(pipeline_root_dir(output_dir, pipeline_name), CONFIG_FILE)
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: missing; expected an output folder of `tokenlearner run`")
     with open(path) as f:

@@ -43,12 +43,6 @@ class Resources:
         """The spec's unit: KFP's driver reads memory_limit as "<value>G" (10^9 bytes), Vertex as GB."""
         return round(self.memory_gib * 2**30 / 1e9, 3)
 
-    def describe(self) -> str:
-        text = f"cpu {self.cpu:g}, memory {self.memory_gib:g} GiB"
-        if self.accelerator_count:
-            text += f", accelerator {self.accelerator_type} x{self.accelerator_count}"
-        return text
-
 
 @dataclasses.dataclass(frozen=True)
 class ResourcesConfig:

@@ -23,7 +23,7 @@ from pipeline.inspection import report_figures as figures
 from pipeline.inspection import report_html, run_store, summary
 from pipeline.inspection.report_html import ClassMetrics, Figure, LineageRow, Report
 from pipeline.inspection.run_store import CANDIDATE
-from trainer import contract
+from trainer import contract, features, serving_api
 from trainer.config import TrainerConfig
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def _overall_and_label_slices(uri: str):
         values = models.get(CANDIDATE, {})
         if not keys:
             overall = values
-        elif len(keys) == 1 and keys[0].column == "label":
+        elif len(keys) == 1 and keys[0].column == features.LABEL_KEY:
             per_label[int(keys[0].int64_value)] = values
     return overall, per_label
 
@@ -174,8 +174,6 @@ def read_test_split(examples_uri: str, limit: int) -> tuple[list[bytes], np.ndar
     """Serialized tf.Examples, decoded images (uint8) and labels of the test split ImportExampleGen wrote."""
     import tensorflow as tf
 
-    from trainer import features
-
     split_dir = contract.split_dir(contract.TEST)
     files = sorted(glob.glob(os.path.join(examples_uri, split_dir, "*.gz")))
     if not files:
@@ -193,8 +191,8 @@ def predict(serving_dir: str, records: list[bytes], batch: int = 256) -> np.ndar
     """Probabilities from the exported model's serving_tf_example signature: what the Evaluator ran."""
     import tensorflow as tf
 
-    signature = tf.saved_model.load(serving_dir).signatures["serving_tf_example"]
-    out = [signature(examples=tf.constant(records[i:i + batch]))["probabilities"].numpy()
+    signature = tf.saved_model.load(serving_dir).signatures[serving_api.TF_EXAMPLE_SIGNATURE]
+    out = [signature(**{serving_api.EXAMPLES_KEY: tf.constant(records[i:i + batch])})[serving_api.PROBABILITIES].numpy()
            for i in range(0, len(records), batch)]
     return np.concatenate(out)
 
@@ -239,8 +237,9 @@ def token_attention(model, serving_dir: str, records: list[bytes], images: np.nd
 
     from trainer import inputs
 
-    transformed = tf.saved_model.load(serving_dir).signatures["transform_features"](examples=tf.constant(records))
-    maps = attention_maps(model, inputs.eval_view(transformed["image_xf"], cfg))
+    transform = tf.saved_model.load(serving_dir).signatures[serving_api.TRANSFORM_SIGNATURE]
+    transformed = transform(**{serving_api.EXAMPLES_KEY: tf.constant(records)})
+    maps = attention_maps(model, inputs.eval_view(transformed[features.transformed_name(features.IMAGE_KEY)], cfg))
     if maps is None:
         return None
     # The same crop of the stored image, for display: what the maps lie over.
