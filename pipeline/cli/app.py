@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="outputs/data", help="parent folder of the dataset (default: outputs/data)")
     p.set_defaults(func=_cmd_data)
 
-    p = sub.add_parser("run", help="prepare the data and run the pipeline locally (Beam DirectRunner by default; --beam-profile)")
+    p = sub.add_parser("run", help="prepare the data and run the pipeline locally (Beam DirectRunner by default; "
+                                   "--beam-profile)")
     _add_data_args(p)
     options.add_settings_arguments(
         p, set_help="override any config field, e.g. --set num_tokens=8 --set accuracy_floor=0.3", epochs=True)
