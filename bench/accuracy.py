@@ -246,7 +246,7 @@ def main(argv=None) -> int:
     results, data_note = [], ""
     if rows:
         dataset_dir = bench_data.dataset(args.data, args.work, args.limit)
-        manifest = bench_data.cifar10.load_manifest(dataset_dir)
+        manifest = bench_data.ingest.load_manifest(dataset_dir)
         transform_dir = args.transform or bench_data.transform_output(dataset_dir, args.work)
         for r in rows:
             results.append(train_row(r, args, dataset_dir, transform_dir, list(manifest["class_names"])))

@@ -1,6 +1,6 @@
 """Shared set-up of the benchmarks: the TFRecord dataset and a Transform graph, built the way the pipeline does.
 
-- `dataset(...)`: `components.cifar10.prepare`, the code `tokenlearner data` / `run` use (reused when present).
+- `dataset(...)`: `components.ingest.prepare`, the code `tokenlearner data` / `run` use (reused when present).
 - `transform_output(...)`: `tft_beam.AnalyzeDataset` of `trainer.preprocessing.preprocessing_fn` over the train
   split, with the pipeline's curated schema (pipeline/config/schema/schema.pbtxt): the graph the Transform component
   writes. Or pass `--transform` with a pipeline run's `Transform/transform_graph/<id>` folder.
@@ -19,7 +19,7 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", category=FutureWarning)  # google-api-core's Python 3.10 notices
 
-from components import cifar10  # noqa: E402
+from components import ingest  # noqa: E402
 from components import schema as schema_lib  # noqa: E402
 from trainer import contract  # noqa: E402  (no TensorFlow)
 
@@ -42,7 +42,7 @@ def machine() -> str:
 
 
 def dataset(source: str, work: Path, limit: int | None = None) -> Path:
-    return cifar10.prepare(source, work / "data", limit=limit)
+    return ingest.prepare(source, work / "data", limit=limit)
 
 
 def split_files(dataset_dir: Path, split: str) -> list[str]:

@@ -35,7 +35,7 @@ def export_untrained(args):
     if not (out / "saved_model.pb").is_file():
         dataset_dir = bench_data.dataset(args.data, args.work, limit=300)
         tft_output = tft.TFTransformOutput(bench_data.transform_output(dataset_dir, args.work))
-        manifest = bench_data.cifar10.load_manifest(dataset_dir)
+        manifest = bench_data.ingest.load_manifest(dataset_dir)
         export.export_serving_model(model, tft_output, cfg, manifest["class_names"], str(out))
     return str(out), model
 

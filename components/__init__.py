@@ -1,8 +1,12 @@
 """The graph's own building blocks, beside TFX's standard components.
 
-- cifar10.py: data ingestion, CIFAR-10 (official archive or image folders) into the TFRecords ImportExampleGen reads;
+- ingest.py: data ingestion, any image-classification source (image folders, TFRecords; CIFAR-10 by default)
+  into the TFRecords ImportExampleGen reads, with its source readers: sources.py (bounded reading),
+  image_folder.py, images.py (any image to 8-bit RGB), tfrecord_source.py and cifar10_batches.py (the official
+  pickles, read without running code);
 - schema.py, schema_gen.py: `package:` schema paths, and the ImportSchemaGen that resolves them where it runs;
-- validator.py: `GatedExampleValidator`, an ExampleValidator that fails the run on anomalies and label drift;
+- validator.py: `GatedExampleValidator`, an ExampleValidator that fails the run on anomalies and on label drift
+  beyond the run's `label_drift_threshold`;
 - pusher.py: `AtomicPusherExecutor`, a Pusher executor that publishes a version atomically, never twice;
 - trainer_component.py: the Trainer component, in the pipeline or as a Vertex AI custom training job.
 

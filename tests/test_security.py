@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components import cifar10
+from components import cifar10_batches, ingest
 from pipeline import cli
 from tests.helpers import REPO, make_tar, write_official
 from tests.hostile_data import PAYLOADS, Reducer, hostile_batch, py2_pickle, write_official_py2, write_tar
@@ -60,8 +60,8 @@ def test_the_official_python2_batches_reference_only_the_allowed_globals_and_loa
                 if op.name == "GLOBAL"}
     assert globals_ == {"numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype"}
     archive = make_tar(folder, tmp_path / "cifar-10-python.tar.gz", arcname=folder.name)
-    with caplog.at_level("WARNING", logger="components.cifar10"):
-        dataset = cifar10.prepare(str(archive), tmp_path / "out")
+    with caplog.at_level("WARNING", logger="components.ingest"):
+        dataset = ingest.prepare(str(archive), tmp_path / "out")
     # Not the official bytes: a warning naming the file, and the data still loads.
     assert f"{archive} has MD5" in caplog.text and "not the official CIFAR-10 release" in caplog.text
     expected = pickle.loads((folder / "test_batch").read_bytes(), encoding="bytes")
@@ -85,8 +85,8 @@ def test_the_official_python2_batches_reference_only_the_allowed_globals_and_loa
     (Reducer(np.core.multiarray._reconstruct, np.ndarray, (10**12,), b"b"), "unexpected array reconstruction"),
 ])
 def test_allowed_globals_cannot_be_abused(payload, match):
-    with pytest.raises(cifar10.DataError, match=match):
-        cifar10._unpickle(Path("data_batch_1"), pickle.dumps({b"data": payload}, protocol=2))
+    with pytest.raises(ingest.DataError, match=match):
+        cifar10_batches.unpickle(Path("data_batch_1"), pickle.dumps({b"data": payload}, protocol=2))
 
 
 # ------------------------------------------------------------------------------ the official release, or not
@@ -108,13 +108,13 @@ def test_strict_refuses_what_is_not_the_official_release(form, tmp_path, capsys)
 def test_a_url_with_an_overridden_md5_is_not_the_official_release(tmp_path, monkeypatch):
     archive = _unofficial_archive(tmp_path)
     monkeypatch.setenv("TOKENLEARNER_CACHE", str(tmp_path / "cache"))
-    md5 = cifar10._md5(archive)
-    with pytest.raises(cifar10.DataError, match=f"MD5 {md5} is not the official release's"):
-        cifar10.prepare(archive.as_uri(), tmp_path / "out", md5=md5, strict=True)
+    md5 = ingest._md5(archive)
+    with pytest.raises(ingest.DataError, match=f"MD5 {md5} is not the official release's"):
+        ingest.prepare(archive.as_uri(), tmp_path / "out", md5=md5, strict=True)
     assert not (tmp_path / "cache").exists()  # refused before downloading
-    downloaded = cifar10.resolve_source(archive.as_uri(), md5=md5)
-    assert cifar10.check_official_release(downloaded) == \
-        f"{downloaded} has MD5 {md5}, not the official release's {cifar10.OFFICIAL_MD5}: not the official CIFAR-10 " \
+    downloaded = ingest.resolve_source(archive.as_uri(), md5=md5)
+    assert ingest.check_official_release(downloaded) == \
+        f"{downloaded} has MD5 {md5}, not the official release's {ingest.OFFICIAL_MD5}: not the official CIFAR-10 " \
         f"release (read with the restricted unpickler, no code from it runs; --strict refuses it)"
 
 
