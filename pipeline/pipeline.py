@@ -9,6 +9,7 @@ with schema_path=infer).
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Optional
 
 import tensorflow_model_analysis as tfma
@@ -24,25 +25,26 @@ from components.trainer_component import trainer_component
 from components.validator import GatedExampleValidator
 from pipeline.config import PipelineConfig
 from trainer import contract, features, serving_api
-from trainer.contract import (BACKUP_DIR_KEY, CLASS_NAMES_KEY, EVAL, MODEL_NAME_KEY, PREPROCESSING_FN, RUN_FN, SPLITS,
-                              TEST, TRAIN, TRAINER_CONFIG_KEY)
+from trainer.contract import (BACKUP_DIR_KEY, CLASS_NAMES_KEY, EVAL, INPUT_SIZE_KEY, MODEL_NAME_KEY, PREPROCESSING_FN,
+                              RUN_FN, SPLITS, TEST, TRAIN, TRAINER_CONFIG_KEY)
 
 # Examples per model call in the Evaluator: a fixed, full batch (TFMA's default grows batches from 1 adaptively).
 EVAL_BATCH_SIZE = 256
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """Accuracy and top-5 on the test split, overall and per class; blessing = above the floor and no regression
-    beyond the tolerance against the latest blessed model."""
+    """Accuracy and top-k (k = 5, or N - 1 for N < 6 classes) on the test split, overall and per class (one slice
+    per label of the dataset); blessing = at or above `config.blessing_floor` and no regression beyond the tolerance
+    against the latest blessed model."""
     accuracy_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.accuracy_floor}),
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.blessing_floor}),
         change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
                                                      absolute={"value": -config.regression_tolerance}))
     return tfma.EvalConfig(
         # A plain SavedModel (tf_generic), not a Keras one, and no "default" metrics: for a Keras model TFMA adds the
         # model's compiled loss and metrics, and their combiner revives the whole Keras model in every Beam combine
         # stage (TFMA 0.47 keras_util.py: "skipping the shared handle", ~8 loads of 5 s per model here), only to
-        # repeat the accuracy and top-5 listed below. The signature is what TF Serving runs, so it is what we score.
+        # repeat the accuracy and top-k listed below. The signature is what TF Serving runs, so it is what we score.
         model_specs=[tfma.ModelSpec(signature_name=serving_api.TF_EXAMPLE_SIGNATURE, label_key=features.LABEL_KEY,
                                     prediction_key=serving_api.PROBABILITIES, inference_batch_size=EVAL_BATCH_SIZE,
                                     model_type=tfma.TF_GENERIC)],
@@ -53,7 +55,8 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             # The gate is on the overall slice; per-class accuracies are reported, not gated.
             tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
                 tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=accuracy_threshold)]),
-            tfma.MetricConfig(class_name="SparseTopKCategoricalAccuracy", config='{"k": 5}'),
+            tfma.MetricConfig(class_name="SparseTopKCategoricalAccuracy",
+                              config=json.dumps({"k": config.trainer.top_k})),
             # The test split's cross-entropy (no label smoothing: the training loss's smoothing is a recipe setting).
             tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
             tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
@@ -94,14 +97,17 @@ def data_components(config: PipelineConfig) -> DataComponents:
                                                       schema=schema_gen.outputs["schema"])
     # Fails the run on anomalies (and on label drift against the train split); the Trainer waits for it.
     example_validator = GatedExampleValidator(statistics=statistics_gen.outputs["statistics"],
-                                              schema=schema_gen.outputs["schema"])
+                                              schema=schema_gen.outputs["schema"],
+                                              label_drift_threshold=config.label_drift_threshold)
     example_validator = example_validator.with_id(contract.EXAMPLE_VALIDATOR)
     # Analyze on train only; not materialized: the Trainer and every serving signature apply the same graph.
-    # No pre/post-transform statistics: StatisticsGen has them, and 3,072 float features per image are costly.
+    # No pre/post-transform statistics: StatisticsGen has them, and input_size^2 x 3 float features per image are
+    # costly. preprocessing_fn reads the size every image is brought to from custom_config.
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN, materialize=False, disable_statistics=True,
-        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN]))
+        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN]),
+        custom_config={INPUT_SIZE_KEY: config.trainer.input_size})
     # Transform does not run on data that failed validation.
     transform.add_upstream_node(example_validator)
     return DataComponents(example_gen, statistics_gen, schema_gen, example_validator, transform)

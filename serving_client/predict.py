@@ -9,6 +9,10 @@ batch size M"); no API tells that limit beforehand, so the client learns it from
 batches of M from then on. Network calls have a timeout and are retried with exponential backoff when the server is
 unreachable, overloaded or still loading.
 
+Class names: ``--model`` reads the model's ``assets.extra/class_names.txt``. A server answers with the name of each
+image's top class only, so the client learns the names from the answers: CIFAR-10's while every name given matches
+CIFAR-10's, else those seen so far and ``class <id>`` for a class no answer has named yet (``class_table``).
+
 Exit codes follow the server's status (HTTP code or gRPC status); among INVALID_ARGUMENT answers, TF Serving's
 texts about the request itself (``_REQUEST_LEVEL``) are usage errors and the others are about an image.
 
@@ -36,7 +40,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
 from pipeline.cli.exit_codes import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
 from pipeline.cli.exit_codes import EXIT_USAGE as EXIT_CONFIG  # bad arguments, no model, unknown model/version
@@ -150,7 +154,9 @@ class Backend(Protocol):
     Raises BadInput when the model rejects the images, Transient when a retry may help, PredictError otherwise."""
 
     description: str
-    class_names: tuple[str, ...]
+    # The model's classes in id order where the client can read them (--model: class_names.txt); None for a
+    # server, which names only each answer's top class (`class_table` learns them).
+    class_names: Optional[tuple[str, ...]]
 
     def predict(self, images: list[bytes]) -> list[dict[str, Any]]: ...
 
@@ -197,7 +203,7 @@ class LocalBackend:
         self.description = str(path)
         names = path / CLASS_NAMES_ASSET
         self.class_names = (tuple(n for n in names.read_text().splitlines() if n) if names.is_file()
-                            else CIFAR10_CLASSES)
+                            else None)  # a model exported before class_names.txt: named by its answers
 
     def predict(self, images: list[bytes]) -> list[dict[str, Any]]:
         tf = self._tf
@@ -248,7 +254,7 @@ class RestBackend:
             raise PredictError(f"--rest {url}: expected http://HOST:PORT or https://HOST:PORT", EXIT_CONFIG)
         self.url = base.rstrip("/") + serving_api.rest_predict_path(model_name, version, label)
         self.description = self.url
-        self.class_names = CIFAR10_CLASSES
+        self.class_names = None
         self._timeout_s = timeout_s
         self._context = ssl_context(ca_cert, client_cert, client_key) if base.startswith("https://") else None
 
@@ -352,7 +358,7 @@ class GrpcBackend:
         self._model = (model_name, version, label)
         self._timeout_s = timeout_s
         self.description = f"{scheme}://{target} model {model_name}"
-        self.class_names = CIFAR10_CLASSES
+        self.class_names = None
 
     def predict(self, images: list[bytes]) -> list[dict[str, Any]]:
         request = serving_api.predict_request(images, *self._model)
@@ -421,10 +427,21 @@ def with_retries(call: Callable[[], Any], settings: PredictSettings, where: str,
                        f"({settings.timeout_s:g} s timeout each): {last}", EXIT_UNREACHABLE)
 
 
+def class_table(known: Optional[Sequence[str]], learned: Mapping[int, str], size: int) -> tuple[str, ...]:
+    """The names of a model's `size` classes in id order: the model's own list where the client has it; else (a
+    server names only each answer's top class) CIFAR-10's while every name the server gave is CIFAR-10's for its
+    id, otherwise the names the answers gave so far and "class <id>" for the others."""
+    if known is not None and len(known) == size:
+        return tuple(known)
+    if size == len(CIFAR10_CLASSES) and all(CIFAR10_CLASSES[i] == name for i, name in learned.items()):
+        return CIFAR10_CLASSES
+    return tuple(learned.get(i, f"class {i}") for i in range(size))
+
+
 def _top_k(prediction: dict[str, Any], class_names: Sequence[str], k: int) -> tuple[tuple[str, float], ...]:
     probabilities = prediction["probabilities"]
     order = sorted(range(len(probabilities)), key=lambda i: -probabilities[i])[:k]
-    return tuple((class_names[i] if i < len(class_names) else str(i), probabilities[i]) for i in order)
+    return tuple((class_names[i], probabilities[i]) for i in order)
 
 
 def classify(files: Sequence[Path], backend: Backend, settings: PredictSettings,
@@ -453,20 +470,17 @@ def classify(files: Sequence[Path], backend: Backend, settings: PredictSettings,
                  f"{settings.batch_size}")
             return [p for i in range(0, len(images), e.limit) for p in predict(images[i:i + e.limit])]
 
-    warned = []
+    learned: dict[int, str] = {}  # class id -> name, from the answers (a server names each answer's top class)
 
     def flush() -> None:
-        for (path, _), outcome in zip(pending, _predict_isolating(predict, [data for _, data in pending])):
+        outcomes = _predict_isolating(predict, [data for _, data in pending])
+        learned.update((o["class_id"], o["class_name"]) for o in outcomes if not isinstance(o, str))
+        for (path, _), outcome in zip(pending, outcomes):
             if isinstance(outcome, str):
                 emit(FileResult(str(path), error=f"rejected by the model: {outcome}"))
             else:
-                top = _top_k(outcome, backend.class_names, settings.top_k)
-                if top[0][0] != outcome["class_name"] and not warned:
-                    # A server model trained with other class names than this client's table (CIFAR-10 order).
-                    warned.append(True)
-                    warn(f"tokenlearner: warning: the model names class {outcome['class_id']} "
-                         f"{outcome['class_name']!r}, this client {top[0][0]!r}")
-                emit(FileResult(str(path), top=top, class_id=outcome["class_id"]))
+                names = class_table(backend.class_names, learned, len(outcome["probabilities"]))
+                emit(FileResult(str(path), top=_top_k(outcome, names, settings.top_k), class_id=outcome["class_id"]))
         pending.clear()
 
     for path in files:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 
 import pytest
 
 from pipeline import cli
 from pipeline import config as config_lib
 from pipeline.config import ConfigError
+from trainer.features import CIFAR10_CLASSES
 
 
 def test_default_preset_is_the_keras_io_recipe():
@@ -82,3 +85,121 @@ def test_cli_help_lists_subcommands(capsys):
         cli.main(["--help"])
     out = capsys.readouterr().out
     assert "data" in out and "run" in out
+
+
+# ---- settings the dataset decides (issue 25): input size, class list, blessing floor, label drift --------------
+
+def test_every_preset_keeps_cifar10s_input_size_floor_and_top5():
+    for preset in config_lib.PRESETS:
+        cfg = config_lib.from_preset(preset, data_root="d")
+        size = 16 if preset == "small_images" else 32  # the one preset made for small images
+        assert (cfg.trainer.input_size, cfg.trainer.num_classes, cfg.trainer.top_k) == (size, 10, 5), preset
+        assert cfg.class_names == CIFAR10_CLASSES and cfg.label_drift_threshold == 0.05
+        assert cfg.blessing_floor == (0.0 if preset == "tiny" else 0.5), preset  # exactly, as before
+
+
+@pytest.mark.parametrize("pairs, match", [
+    (["input_size=4"], r"input_size: expected 8\.\.1024 pixels .*got 4"),
+    (["input_size=2048"], "input_size: expected 8..1024"),
+    (["input_size=big"], "input_size: cannot read 'big' as int"),
+    (["image_size=50"], r"image_size: expected a multiple of patch_size \(6\), got 50"),
+    (["image_size=60"], r"image_size: expected at most resize_to \(52\)"),
+    (["patch_size=0"], "patch_size: expected a positive integer, got 0"),
+    (["image_size=32", "resize_to=32", "conv_tokenizer_stages=6"], "conv_tokenizer_stages: 6 stages"),
+    (["num_classes=1", "class_names=a"], "num_classes: expected at least 2 classes, got 1"),
+    (["accuracy_floor=-0.1"], r"accuracy_floor: expected 0\.\.1 or auto, got -0\.1"),
+    (["accuracy_floor=half"], "accuracy_floor: cannot read 'half' as float"),
+    (["label_drift_threshold=1.5"], r"label_drift_threshold: expected 0\.\.1 .*got 1\.5"),
+    (["label_drift_threshold=none"], "label_drift_threshold: cannot read 'none' as float"),
+])
+def test_bad_sizes_floors_and_thresholds_name_the_field(pairs, match):
+    with pytest.raises(ConfigError, match=match):
+        config_lib.apply_overrides(config_lib.from_preset("keras_io", data_root="d"),
+                                   config_lib.parse_overrides(pairs))
+
+
+def test_input_size_floor_and_drift_threshold_are_settings():
+    cfg = config_lib.apply_overrides(config_lib.from_preset("tiny", data_root="d"), config_lib.parse_overrides(
+        ["input_size=64", "accuracy_floor=auto", "label_drift_threshold=0.2"]))
+    assert (cfg.trainer.input_size, cfg.accuracy_floor, cfg.label_drift_threshold) == (64, None, 0.2)
+    assert cfg.blessing_floor == 0.5  # auto: 4/9 of the way from chance (0.1) to 1
+    cfg = config_lib.apply_overrides(cfg, {"accuracy_floor": "0.7"})
+    assert cfg.accuracy_floor == cfg.blessing_floor == 0.7
+
+
+def _three_classes(manifest_extra=None) -> dict:
+    return {"class_names": ["cat", "dog", "fox"], "num_classes": 3, **(manifest_extra or {})}
+
+
+def test_for_dataset_takes_class_list_head_size_and_schema_from_the_manifest():
+    base = config_lib.from_preset("keras_io", data_root="/data/images-folder-abc-all/")
+    cfg = config_lib.for_dataset(base, _three_classes())
+    assert cfg.class_names == ("cat", "dog", "fox") and cfg.trainer.num_classes == 3
+    assert cfg.schema_path == "/data/images-folder-abc-all/schema.pbtxt"
+    assert cfg.trainer.top_k == 2 and cfg.trainer.top_k_metric == "top2_accuracy"
+    assert cfg.blessing_floor == pytest.approx(1 / 3 + (2 / 3) * 4 / 9)  # 0.63: as far above chance as 0.5 of 10
+    assert cfg.trainer.input_size == base.trainer.input_size  # the size is a setting, not the data's
+    # A schema set explicitly stays (the inferred one, or the user's own file).
+    inferred = config_lib.apply_overrides(base, {"schema_path": "infer"})
+    assert config_lib.for_dataset(inferred, _three_classes()).schema_path == "infer"
+
+
+def test_for_dataset_leaves_a_cifar10_config_unchanged():
+    base = config_lib.from_preset("better", data_root="d")
+    manifest = {"source": "cifar-10-python.tar.gz", "format": "official", "class_names": list(CIFAR10_CLASSES),
+                "num_classes": 10}
+    assert config_lib.for_dataset(base, manifest) == base
+    assert config_lib.for_dataset(base, {"class_names": list(CIFAR10_CLASSES)}) == base  # manifests before issue 25
+
+
+@pytest.mark.parametrize("manifest, match", [
+    ({"class_names": ["only"]}, "class_names: expected the dataset manifest's list of at least 2"),
+    ({}, "class_names: expected the dataset manifest's list"),
+    ({"class_names": ["a", ""]}, "class_names: expected"),
+    (_three_classes({"num_classes": 4}), "num_classes: the dataset manifest says 4 but lists 3"),
+])
+def test_for_dataset_refuses_a_bad_manifest(manifest, match):
+    with pytest.raises(ConfigError, match=match):
+        config_lib.for_dataset(config_lib.from_preset("tiny", data_root="d"), manifest)
+
+
+def test_class_names_set_against_the_data_are_refused():
+    renamed = config_lib.apply_overrides(config_lib.from_preset("tiny", data_root="d"),
+                                         {"class_names": ",".join(f"c{i}" for i in range(10))})
+    with pytest.raises(ConfigError, match=r"class_names: set to \['c0'.*but the dataset's are \['cat', 'dog', 'fox'\]"):
+        config_lib.for_dataset(renamed, _three_classes())
+
+
+def test_configs_saved_before_issue_25_still_load():
+    """No input_size, no label_drift_threshold, accuracy_floor a number: the settings those runs had."""
+    values = config_lib.from_preset("keras_io", data_root="d").to_dict()
+    del values["label_drift_threshold"]
+    del values["trainer"]["input_size"]
+    values["accuracy_floor"] = 0.5
+    old = config_lib.PipelineConfig.from_dict(json.loads(json.dumps(values)))
+    assert (old.trainer.input_size, old.label_drift_threshold, old.blessing_floor) == (32, 0.05, 0.5)
+    saved = config_lib.for_dataset(config_lib.from_preset("tiny", data_root="d"), _three_classes())
+    assert config_lib.PipelineConfig.from_dict(json.loads(json.dumps(saved.to_dict()))) == saved
+
+
+def test_compile_takes_the_class_list_from_a_readable_manifest(tmp_path, caplog):
+    from pipeline.cli import app, remote
+
+    def build(data_root):
+        args = app.build_parser().parse_args(["compile", "--target", "kubeflow", "--image", "img:1", "--data-root",
+                                              str(data_root), "--output", "gs://b/o", "--preset", "tiny"])
+        return remote.build_config(args)
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "manifest.json").write_text(json.dumps(_three_classes()))
+    cfg = build(tmp_path / "images")
+    assert cfg.class_names == ("cat", "dog", "fox") and cfg.trainer.num_classes == 3
+    assert cfg.schema_path == f"{tmp_path / 'images'}/schema.pbtxt"
+    with caplog.at_level(logging.INFO):
+        cfg = build(tmp_path / "absent")
+    assert cfg.class_names == CIFAR10_CLASSES and cfg.schema_path == config_lib.DEFAULT_SCHEMA
+    assert "manifest.json: not readable here" in caplog.text
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "manifest.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="manifest.json: not a dataset manifest"):
+        build(tmp_path / "broken")

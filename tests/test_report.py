@@ -132,7 +132,8 @@ def test_confusion_matrix_from_tfma_counts_every_test_example(report_dir, evalua
     assert np.trace(matrix) / TEST_EXAMPLES == pytest.approx(overall["sparse_categorical_accuracy"], abs=1e-6)
     # And with the model itself: the exported signature on the test split gives the same (true, predicted) counts.
     model = _output(run, "Trainer", "Model").uri
-    records, _, labels = report.read_test_split(_output(run, "ImportExampleGen", "Examples").uri, 10_000)
+    records, _, labels = report.read_test_split(_output(run, "ImportExampleGen", "Examples").uri, 10_000,
+                                               config.trainer.input_size)
     predicted = report.predict(f"{model}/Format-Serving", records).argmax(axis=1)
     ours = np.zeros((10, 10), dtype=np.int64)
     np.add.at(ours, (labels, predicted), 1)
@@ -316,3 +317,32 @@ def test_readme_cli_commands_and_options_exist_in_the_help(capsys):
 def test_every_cli_command_is_in_the_readme(capsys):
     listed = set(re.search(r"\{([a-z,_-]+)\}", _help([], capsys)).group(1).split(","))
     assert listed <= set(_readme_commands()), f"not in README.md's CLI section: {sorted(listed - set(_readme_commands()))}"
+
+
+@pytest.mark.parametrize("num_classes", [3, 100])
+def test_figures_follow_the_datasets_class_count(num_classes, tmp_path):
+    """3 classes (top-2 curves, long folder names) and 100 (no cell counts, no names along the axes, a taller
+    per-class chart): each figure has the size it announces."""
+    from PIL import Image
+
+    rng = np.random.default_rng(num_classes)
+    names = [f"a rather long folder name {i}" for i in range(num_classes)]
+    history = {k: list(rng.random(3)) for k in ("loss", "accuracy", "top2_accuracy", "val_loss", "val_accuracy",
+                                                "val_top2_accuracy")}
+    figures.learning_curves(history, 2, str(tmp_path / "a.png"))
+    figures.confusion_matrix(rng.integers(0, 9, (num_classes, num_classes)), names, str(tmp_path / "b.png"))
+    figures.per_class_accuracy(rng.random(num_classes), rng.integers(1, 50, num_classes), 0.5, names,
+                               str(tmp_path / "c.png"))
+    predictions = figures.Predictions(rng.integers(0, 255, (40, 64, 64, 3), dtype=np.uint8),
+                                      rng.integers(0, num_classes, 40), rng.dirichlet(np.ones(num_classes), 40))
+    figures.prediction_grid(predictions, names, str(tmp_path / "d.png"))
+    # A conv tokenizer's grid need not divide the view: 30 pixels over a 8x8 grid (rounded up from 7.5).
+    figures.attention_maps(rng.integers(0, 255, (3, 30, 30, 3), dtype=np.uint8), rng.random((3, 4, 8, 8)),
+                           ["x"] * 3, str(tmp_path / "e.png"))
+    for name, size in [("a", figures.LEARNING_CURVES_SIZE), ("b", figures.CONFUSION_MATRIX_SIZE),
+                       ("c", figures.per_class_size(num_classes)), ("d", figures.PREDICTIONS_SIZE),
+                       ("e", figures.attention_size(4))]:
+        with Image.open(tmp_path / f"{name}.png") as image:
+            assert image.size == size, name
+    assert figures.per_class_size(10) == figures.PER_CLASS_SIZE  # CIFAR-10's chart is unchanged
+    assert figures.short_name(names[0]) == "a rather long f…"

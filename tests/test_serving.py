@@ -261,6 +261,31 @@ def test_client_model_dir_takes_the_base_or_a_version_folder(exported_model, ima
         assert probabilities == sorted(probabilities, reverse=True)
 
 
+def test_class_names_come_from_the_model_or_from_the_servers_answers(tmp_path):
+    """--model has the model's class_names.txt; a server names only each answer's top class, so the client learns
+    the names (CIFAR-10's table while they agree with it) and shows "class <id>" for one no answer named yet."""
+    assert predict.class_table(("cat", "dog", "fox"), {}, 3) == ("cat", "dog", "fox")
+    assert predict.class_table(None, {3: "cat", 9: "truck"}, 10) == predict.CIFAR10_CLASSES
+    assert predict.class_table(None, {3: "3"}, 10) == tuple(f"class {i}" for i in range(3)) + ("3",) + tuple(
+        f"class {i}" for i in range(4, 10))  # digits: not CIFAR-10 although 10 classes
+
+    class ThreeClassServer:
+        description, class_names = "fake server", None
+
+        def predict(self, images):
+            answers = [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]
+            return [{"probabilities": answers[i % 2], "class_id": [0, 2][i % 2], "class_name": ["cat", "fox"][i % 2]}
+                    for i in range(len(images))]
+
+    files = []
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"image bytes")
+        files.append(tmp_path / name)
+    results = predict.classify(files, ThreeClassServer(), predict.PredictSettings(paths=("x",), rest_url="h:1"))
+    assert [r.top for r in results] == [(("cat", 0.7), ("class 1", 0.2), ("fox", 0.1)),
+                                        (("fox", 0.6), ("class 1", 0.3), ("cat", 0.1))]
+
+
 def test_resolve_model_dir_picks_the_highest_version(tmp_path):
     for version in ("7", "12", "3", ".tmp-99"):  # .tmp-99: a version the Pusher is still writing
         (tmp_path / version).mkdir()

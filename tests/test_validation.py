@@ -1,4 +1,5 @@
-"""The validator executor against the curated schema: each kind of bad data is reported by name, and fails."""
+"""The validator executor against the curated schema (and the one generated for another class list): each kind of
+bad data is reported by name, and fails; label drift is judged with the run's threshold."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,7 @@ import tensorflow_data_validation as tfdv
 from tfx.types import artifact_utils, standard_artifacts
 
 from components import schema as schema_lib
-from components.validator import DataValidationError, GatingExecutor
+from components.validator import LABEL_DRIFT_THRESHOLD_KEY, DataValidationError, GatingExecutor
 from tests.helpers import png_bytes, random_images
 
 IMAGE = png_bytes(random_images(1)[0])
@@ -25,12 +26,16 @@ def example(label=0, image=IMAGE, **extra) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def balanced(n=100):
-    return [example(label=i % 10) for i in range(n)]
+def balanced(n=100, classes=10):
+    return [example(label=i % classes) for i in range(n)]
 
 
-def validate(tmp_path, splits: dict[str, list[bytes]]):
-    """Statistics per split (TFDV, as StatisticsGen computes them), then the executor, with real artifacts."""
+def validate(tmp_path, splits: dict[str, list[bytes]], schema_text: str | None = None,
+             label_drift_threshold: float | None = None):
+    """Statistics per split (TFDV, as StatisticsGen computes them), then the executor, with real artifacts.
+    schema_text: the curated schema by default; label_drift_threshold: the execution parameter (None: not set)."""
+    schema_text = schema_text or open(SCHEMA_FILE).read()
+    tmp_path.mkdir(parents=True, exist_ok=True)
     stats = standard_artifacts.ExampleStatistics()
     stats.uri = str(tmp_path / "stats")
     stats.split_names = artifact_utils.encode_split_names(list(splits))
@@ -41,18 +46,25 @@ def validate(tmp_path, splits: dict[str, list[bytes]]):
                 writer.write(record)
         # As StatisticsGen computes them with the schema: `label` is categorical, so it gets a class histogram.
         result = tfdv.generate_statistics_from_tfrecord(
-            str(path), stats_options=tfdv.StatsOptions(schema=tfdv.load_schema_text(SCHEMA_FILE)))
+            str(path), stats_options=tfdv.StatsOptions(schema=_schema(schema_text)))
         result.datasets[0].name = split
         (tmp_path / "stats" / f"Split-{split}").mkdir(parents=True)
         (tmp_path / "stats" / f"Split-{split}" / "FeatureStats.pb").write_bytes(result.SerializeToString())
     schema = standard_artifacts.Schema()
     schema.uri = str(tmp_path / "schema")
     (tmp_path / "schema").mkdir()
-    (tmp_path / "schema" / "schema.pbtxt").write_text(open(SCHEMA_FILE).read())
+    (tmp_path / "schema" / "schema.pbtxt").write_text(schema_text)
     anomalies = standard_artifacts.ExampleAnomalies()
     anomalies.uri = str(tmp_path / "anomalies")
     GatingExecutor().Do({"statistics": [stats], "schema": [schema]}, {"anomalies": [anomalies]},
-                        {"exclude_splits": "[]"})
+                        {"exclude_splits": "[]", LABEL_DRIFT_THRESHOLD_KEY: label_drift_threshold})
+
+
+def _schema(text: str):
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    return text_format.Parse(text, schema_pb2.Schema())
 
 
 def test_clean_data_passes(tmp_path):
@@ -74,3 +86,36 @@ def test_class_distribution_drift_against_train_is_an_anomaly(tmp_path):
     only_cats = [example(label=3) for _ in range(50)]
     with pytest.raises(DataValidationError, match=r"split 'test': feature 'label': .*(drift|[Hh]igh Linfty)"):
         validate(tmp_path, {"train": balanced(), "test": only_cats})
+
+
+def _drifted(n=100):
+    """Class 3 at a share of 0.2 and class 0 at 0 instead of 0.1 each: an L-infinity distance of 0.1 from a balanced
+    train split."""
+    return [example(label=3 if i % 10 == 0 else i % 10) for i in range(n)]
+
+
+def test_label_drift_is_judged_with_the_runs_threshold(tmp_path):
+    with pytest.raises(DataValidationError, match=r"split 'test': feature 'label': .*threshold 0.05"):
+        validate(tmp_path / "default", {"train": balanced(), "test": _drifted()})  # the schema's 0.05
+    with pytest.raises(DataValidationError, match=r"split 'test': feature 'label': .*threshold 0.08"):
+        validate(tmp_path / "tight", {"train": balanced(), "test": _drifted()}, label_drift_threshold=0.08)
+    validate(tmp_path / "loose", {"train": balanced(), "test": _drifted()}, label_drift_threshold=0.15)
+
+
+def test_an_imbalanced_dataset_is_compared_with_its_own_training_split(tmp_path):
+    """3 classes at 60/30/10 %: a test split of the same shares passes; each split is held to train's frequencies,
+    not to a uniform distribution."""
+    shares = [0] * 6 + [1] * 3 + [2]
+    imbalanced = [example(label=shares[i % 10]) for i in range(200)]
+    three = schema_lib.dataset_schema_text(3)
+    validate(tmp_path / "same", {"train": imbalanced, "test": imbalanced[:50]}, schema_text=three)
+    with pytest.raises(DataValidationError, match=r"split 'test': feature 'label'"):
+        validate(tmp_path / "balanced", {"train": imbalanced, "test": balanced(60, classes=3)}, schema_text=three)
+
+
+def test_the_label_domain_is_the_datasets_class_count(tmp_path):
+    three = schema_lib.dataset_schema_text(3)
+    validate(tmp_path / "ok", {"train": balanced(90, classes=3), "test": balanced(30, classes=3)}, schema_text=three)
+    with pytest.raises(DataValidationError, match=r"split 'train': feature 'label': Unexpectedly large value: 3"):
+        validate(tmp_path / "bad", {"train": balanced(90, classes=3) + [example(label=3)],
+                                    "test": balanced(30, classes=3)}, schema_text=three)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from trainer.features import CIFAR10_CLASSES, DEFAULT_INPUT_SIZE
+
 TOKEN_LEARNER_VARIANTS = ("none", "v1", "v1.1")
 LR_SCHEDULES = ("constant", "cosine")
 POOLINGS = ("mean", "sequence")
@@ -16,6 +18,9 @@ POOLINGS = ("mean", "sequence")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 # XLA compilation of the training and evaluation steps (trainer/distribute.py resolves "auto").
 JIT_COMPILE = ("auto", "on", "off")
+# input_size bounds: below 8 pixels a side there is nothing to learn from; above 1024 one cached training image
+# alone takes 12 MiB (float32).
+INPUT_SIZES = (8, 1024)
 # Fields that existed once: reading them names what replaced them, instead of "unknown field".
 RETIRED_FIELDS = {
     "mixed_precision": "replaced by precision = auto | float32 | bfloat16 | float16 (auto: mixed_float16 on GPUs "
@@ -34,7 +39,13 @@ class TrainerConfig:
     Run it with ``make run`` (preset ``keras_io``).
     """
 
-    # Input views: Transform gives 32x32 normalized images; training crops at random, eval/serving centrally.
+    # The side of the square image Transform makes of every input (aspect-preserving resize of the shorter side,
+    # then a center crop; trainer/preprocessing.py): the size the Trainer caches and every view is taken from. 32 in
+    # every preset, CIFAR-10's own size, so its pixels are not resampled; photos want 64-224 (memory: the Trainer
+    # caches input_size^2 x 3 float32 values per training image).
+    input_size: int = DEFAULT_INPUT_SIZE
+    # Input views of the input_size x input_size normalized image: resized to resize_to, then cropped to image_size,
+    # at random for training, centrally for eval and serving.
     image_size: int = 48
     resize_to: int = 52
     # Model.
@@ -63,7 +74,8 @@ class TrainerConfig:
     token_fuser: bool = False
     stochastic_depth: float = 0.0  # drop rate of the last block's residual branches, linear from 0 at block 0
     pooling: str = "mean"  # head: "mean" over tokens (keras.io) or "sequence" (CCT's learned attention pooling)
-    num_classes: int = 10
+    # Units of the softmax head: the dataset's class count (pipeline.config.for_dataset sets it from the manifest).
+    num_classes: int = len(CIFAR10_CLASSES)
     # Recipe.
     epochs: int = 20
     batch_size: int = 256
@@ -91,19 +103,28 @@ class TrainerConfig:
         if self.token_learner not in TOKEN_LEARNER_VARIANTS:
             raise ValueError(
                 f"token_learner: expected one of {TOKEN_LEARNER_VARIANTS}, got {self.token_learner!r}")
+        # Before the checks below divide by them.
+        for name in ("image_size", "resize_to", "patch_size", "projection_dim", "mlp_dim", "epochs", "batch_size",
+                     "num_tokens", "num_layers", "num_heads", "token_learner_bottleneck", "max_decode_pixels",
+                     "conv_tokenizer_filters"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        low, high = INPUT_SIZES
+        if not low <= self.input_size <= high:
+            raise ValueError(f"input_size: expected {low}..{high} pixels (the side Transform resizes every image "
+                             f"to), got {self.input_size}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes: expected at least 2 classes, got {self.num_classes}")
         if self.image_size > self.resize_to:
-            raise ValueError(f"image_size ({self.image_size}) must not exceed resize_to ({self.resize_to})")
+            raise ValueError(f"image_size: expected at most resize_to ({self.resize_to}), the view it is cropped "
+                             f"from; got {self.image_size}")
         if not self.conv_tokenizer_stages and self.image_size % self.patch_size:
-            raise ValueError(
-                f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
+            raise ValueError(f"image_size: expected a multiple of patch_size ({self.patch_size}), got "
+                             f"{self.image_size} (or set patch_size to a divisor of it)")
         if self.token_learner != "none" and not 0 <= self.token_learner_layer < self.num_layers - 1:
             raise ValueError(
                 f"token_learner_layer: expected 0..{self.num_layers - 2} so that at least one block runs on the "
                 f"learned tokens, got {self.token_learner_layer}")
-        for name in ("epochs", "batch_size", "num_tokens", "num_layers", "num_heads", "token_learner_bottleneck",
-                     "max_decode_pixels", "conv_tokenizer_filters"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
         if self.token_learner_groups < 0 or (self.token_learner_groups and (
                 self.token_learner != "v1.1" or self.projection_dim % self.token_learner_groups)):
             raise ValueError(f"token_learner_groups: expected 0, or with token_learner='v1.1' a divisor of "
@@ -149,6 +170,17 @@ class TrainerConfig:
     @property
     def num_patches(self) -> int:
         return self.grid_side ** 2
+
+    @property
+    def top_k(self) -> int:
+        """k of the top-k accuracy the Trainer and the Evaluator report: 5, or N - 1 for fewer than 6 classes
+        (with k >= N every prediction would count as right)."""
+        return min(5, self.num_classes - 1)
+
+    @property
+    def top_k_metric(self) -> str:
+        """The Keras name of that metric: history.csv's column and the TensorBoard scalar ("top5_accuracy")."""
+        return f"top{self.top_k}_accuracy"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -199,3 +231,10 @@ PRESETS: dict[str, TrainerConfig] = {
                              learning_rate=1e-3, weight_decay=0.05, lr_schedule="cosine", warmup_fraction=0.1,
                              label_smoothing=0.1, clip_norm=1.0, stochastic_depth=0.1),
 }
+# `compact` for small images (icons, scans, 8-28 pixel digits): Transform brings every image to 16x16, the 2-stage
+# conv tokenizer gives a 4x4 grid of 16 tokens, TokenLearner keeps 8; pad-2 crop + flip at 16x16; batch 64 and 30
+# epochs, for datasets of a few thousand images. Expect ~99% test top-1 on scikit-learn's digits (1,797 images;
+# docs/benchmarks.md section 9): `tokenlearner run --data DIGITS_FOLDER --preset small_images` (a few minutes of
+# training on a 2-core CPU).
+PRESETS["small_images"] = dataclasses.replace(PRESETS["compact"], input_size=16, image_size=16, resize_to=16,
+                                              crop_padding=2, num_tokens=8, epochs=30, batch_size=64)

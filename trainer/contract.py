@@ -1,6 +1,6 @@
 """The contract between the pipeline graph and the code its components run, in one place and without TensorFlow.
 
-The graph (pipeline/pipeline.py), ingestion (components/cifar10.py), the ExampleValidator, the Trainer
+The graph (pipeline/pipeline.py), ingestion (components/ingest.py), the ExampleValidator, the Trainer
 (trainer/run.py), the Pusher, the serving client and the run inspection (pipeline/inspection/) import these names
 instead of spelling the strings, so the two sides cannot drift apart. Nothing here imports TensorFlow: the CLI,
 ingestion workers and the report's MLMD reading import it cheaply.
@@ -16,6 +16,13 @@ TRAINER_CONFIG_KEY = "trainer_config"
 CLASS_NAMES_KEY = "class_names"
 BACKUP_DIR_KEY = "backup_dir"  # where epoch checkpoints outlive a killed run (trainer/checkpoints.py)
 MODEL_NAME_KEY = "model_name"  # TF Serving model name, written into the warmup requests
+# Key of the Transform's custom_config: the side preprocessing_fn resizes every image to (TrainerConfig.input_size).
+INPUT_SIZE_KEY = "input_size"
+
+# Files of a dataset folder that ingestion writes and the pipeline's settings read (pipeline.config.for_dataset):
+# the class list and split sizes, and, for a class list other than CIFAR-10's, the schema with label domain 0..N-1.
+DATASET_MANIFEST = "manifest.json"
+DATASET_SCHEMA = "schema.pbtxt"
 
 # Split names, as ingestion writes them (<dataset>/<split>/*.tfrecord.gz) and ImportExampleGen reads them.
 TRAIN, EVAL, TEST = "train", "eval", "test"

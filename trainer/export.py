@@ -1,8 +1,9 @@
 """Serving signatures of the exported SavedModel; each one runs the Transform graph, so there is no skew.
 
-- ``serving_default``: encoded image bytes [N] (PNG/JPEG/GIF/BMP up to ``cfg.max_decode_pixels`` pixels as the
-  header declares, checked before decoding; REST clients send {"b64": ...}) -> probabilities [N, 10], class_ids [N],
-  class_names [N].
+- ``serving_default``: encoded image bytes [N] (PNG/JPEG/GIF/BMP of any size up to ``cfg.max_decode_pixels`` pixels
+  as the header declares, checked before decoding; the Transform graph brings each to ``cfg.input_size``; REST
+  clients send {"b64": ...}) -> probabilities [N, num_classes], class_ids [N], class_names [N] (the dataset's, also
+  in ``assets.extra/class_names.txt``).
 - ``serving_tf_example``: serialized tf.Example [N] (what the Evaluator feeds) -> the same outputs.
 - ``transform_features``: serialized tf.Example [N] -> the transformed features, for debugging.
 

@@ -15,16 +15,17 @@ _PARSE_BATCH = 512
 
 
 def eval_view(images: tf.Tensor, cfg: TrainerConfig) -> tf.Tensor:
-    """Deterministic view: (N, 32, 32, 3) -> resize to resize_to -> central crop (N, image_size, image_size, 3)."""
+    """Deterministic view: (N, S, S, 3), S = input_size -> resize to resize_to -> central crop (N, image_size,
+    image_size, 3)."""
     images = tf.image.resize(images, [cfg.resize_to, cfg.resize_to])
     offset = (cfg.resize_to - cfg.image_size) // 2
     return images[:, offset:offset + cfg.image_size, offset:offset + cfg.image_size, :]
 
 
 def train_view(images: tf.Tensor, cfg: TrainerConfig) -> tf.Tensor:
-    """Random views, each image on its own: (N, 32, 32, 3) -> (N, image_size, image_size, 3), or one (32, 32, 3)
-    image -> (image_size, image_size, 3). Resize to resize_to, pad by crop_padding, random crop image_size, random
-    horizontal flip. Padding is 0, the channel mean of the normalized image.
+    """Random views, each image on its own: (N, S, S, 3), S = input_size -> (N, image_size, image_size, 3), or one
+    (S, S, 3) image -> (image_size, image_size, 3). Resize to resize_to, pad by crop_padding, random crop
+    image_size, random horizontal flip. Padding is 0, the channel mean of the normalized image.
 
     Done on whole batches: one resize and two gathers per batch instead of a tf.data function call per image.
     The crop is a gather of whole pixels (exact, as tf.image.random_crop); the flip reverses the gathered columns.
@@ -56,7 +57,8 @@ def list_files(patterns: list[str]) -> list[str]:
 
 
 def transformed_dataset(patterns: list[str], tft_output: tft.TFTransformOutput) -> tf.data.Dataset:
-    """Unbatched (image_xf [32, 32, 3], label [] ) pairs; the TFT graph runs on batches for speed."""
+    """Unbatched (image_xf [S, S, 3] with S = input_size, label [] ) pairs; the TFT graph runs on batches for
+    speed."""
     tft_layer = tft_output.transform_features_layer()
     spec = tft_output.raw_feature_spec()
     image_key = features.transformed_name(features.IMAGE_KEY)
@@ -79,7 +81,8 @@ def count_examples(patterns: list[str]) -> int:
 def make_dataset(patterns: list[str], tft_output: tft.TFTransformOutput, cfg: TrainerConfig,
                  training: bool, num_examples: int) -> tf.data.Dataset:
     """Batched (view, label) for model.fit. The normalized images are cached in memory after the first epoch
-    (45,000 x 12 KiB = 0.5 GiB for full CIFAR-10), so PNG decoding and the TFT graph run once."""
+    (input_size^2 x 3 float32 values each: 45,000 x 12 KiB = 0.5 GiB for full CIFAR-10 at 32), so image decoding
+    and the TFT graph run once."""
     ds = transformed_dataset(patterns, tft_output).apply(tf.data.experimental.assert_cardinality(num_examples))
     ds = ds.cache()
     if training:

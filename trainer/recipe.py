@@ -88,6 +88,6 @@ def compile_model(cfg: TrainerConfig, steps_per_epoch: int = 1, jit_compile: boo
         optimizer=optimizer(cfg, steps_per_epoch),
         loss=loss(cfg),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                 keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy")],
+                 keras.metrics.SparseTopKCategoricalAccuracy(cfg.top_k, name=cfg.top_k_metric)],
         jit_compile=jit_compile)
     return model

@@ -14,7 +14,8 @@ from pathlib import Path
 # Before TensorFlow is imported anywhere: C++ log noise off unless asked for.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if {"-v", "--verbose"} & set(sys.argv) else "3")
 
-from components import cifar10  # noqa: E402
+from components import ingest  # noqa: E402
+from components import images  # noqa: E402  (image decoding bounds, for the help)
 from pipeline import config as config_lib  # noqa: E402
 from pipeline.cli import options  # noqa: E402
 from pipeline.cli import predict  # noqa: E402  (imports TensorFlow only when a model is used)
@@ -23,8 +24,9 @@ from pipeline.cli.exit_codes import (EXIT_INTERRUPTED, EXIT_NOT_PUSHED, EXIT_OK,
 
 log = logging.getLogger("tokenlearner")
 
-DESCRIPTION = ("TokenLearner ViT on CIFAR-10 with TFX: prepare the data, run the pipeline (locally, or compiled for "
-               "Kubeflow Pipelines and Vertex AI), classify images with the exported model, and inspect runs.")
+DESCRIPTION = ("TokenLearner ViT with TFX on your images (CIFAR-10 by default): prepare the data, run the pipeline "
+               "(locally, or compiled for Kubeflow Pipelines and Vertex AI), classify images with the exported model, "
+               "and inspect runs.")
 
 
 class _ComponentProgress(logging.Filter):
@@ -65,19 +67,40 @@ def _setup_logging(verbosity: int) -> None:
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, metavar="SOURCE",
-                   help="cifar-10-python.tar.gz (or its folder), an image folder train/<class>/*, test/<class>/* "
-                        "(folder or .tar.gz), a URL, or a dataset folder written by `tokenlearner data`; "
-                        "default: download the official archive")
+                   help="your images: a folder train/<class>/* (optionally test/<class>/*) as a folder or .tar.gz, "
+                        "or TFRecords of tf.Example{image, label} beside a classes.txt; or cifar-10-python.tar.gz "
+                        "(or its folder), a URL, or a dataset folder written by `tokenlearner data`; "
+                        "default: download the official CIFAR-10 archive")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="use N training and N test images (class-balanced); default: all")
     p.add_argument("--strict", action="store_true",
-                   help="accept CIFAR-10 in the python format only as the official archive (MD5 checked); "
-                        "without it, other copies are read with a warning (their pickles never run code)")
+                   help="accept CIFAR-10 in the python format only as the official archive (MD5 checked), and "
+                        "refuse images above --max-decode-pixels instead of downscaling them; without it, other "
+                        "copies of CIFAR-10 are read with a warning (their pickles never run code)")
+    p.add_argument("--test-fraction", type=float, default=ingest.DEFAULT_TEST_FRACTION, metavar="F",
+                   help="for a source without test/: the fraction of each class's images (in path order, evenly "
+                        f"spread) held out as the test split (default: {ingest.DEFAULT_TEST_FRACTION:g})")
+    p.add_argument("--max-decode-pixels", type=int, default=ingest.DEFAULT_MAX_DECODE_PIXELS, metavar="N",
+                   help="an image whose header declares more than N pixels (width x height) is downscaled to at "
+                        f"most N at ingestion (or refused with --strict); more than {images.BOMB_FACTOR} x N is "
+                        f"refused as an image bomb (default: {ingest.DEFAULT_MAX_DECODE_PIXELS:,} = 4096x4096)")
+    p.add_argument("--min-images-per-class", type=int, default=ingest.DEFAULT_MIN_IMAGES_PER_CLASS, metavar="N",
+                   help="each class needs at least N images for training and eval, besides any held-out test "
+                        f"images (default: {ingest.DEFAULT_MIN_IMAGES_PER_CLASS})")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="leave out files with an image's name that Pillow cannot decode, counted and named in one "
+                        "warning; without it, each is an error")
+
+
+def _prepare(args, out_root: Path) -> Path:
+    """The dataset of the data arguments (`_add_data_args`) under out_root, built or reused."""
+    return ingest.prepare(args.data, out_root, limit=args.limit, strict=args.strict,
+                          test_fraction=args.test_fraction, max_decode_pixels=args.max_decode_pixels,
+                          min_images_per_class=args.min_images_per_class, skip_unreadable=args.skip_unreadable)
 
 
 def _cmd_data(args) -> int:
-    out = cifar10.prepare(args.data, Path(args.out).resolve(), limit=args.limit, strict=args.strict)
-    print(out)
+    print(_prepare(args, Path(args.out).resolve()))
     return EXIT_OK
 
 
@@ -90,11 +113,11 @@ def _cmd_run(args) -> int:
 
     metadata.check_connection(probe.metadata, metadata.connection_config(probe.metadata, probe.metadata_path))
     probe.beam.check_job_server()  # a portable profile's job server answers (Beam alone would wait 60 s)
-    data_root = cifar10.prepare(args.data, output / "data", limit=args.limit, strict=args.strict)
-    manifest = cifar10.load_manifest(data_root)
-    config = config_lib.apply_overrides(
-        config_lib.from_preset(args.preset, data_root=str(data_root), output_dir=str(output),
-                               class_names=tuple(manifest["class_names"])), overrides)
+    data_root = _prepare(args, output / "data")
+    manifest = ingest.load_manifest(data_root)
+    # The preset and the overrides, then what the data decides: class list, head size, schema (one replace).
+    config = config_lib.for_dataset(config_lib.apply_overrides(
+        config_lib.from_preset(args.preset, data_root=str(data_root), output_dir=str(output)), overrides), manifest)
     log.info("pipeline %s: preset %s, data %s, output %s", config.pipeline_name, args.preset, data_root, output)
     from pipeline import local_runner  # TFX, Beam and TensorFlow: only once settings and data are valid
 
@@ -138,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="everything TFX, Beam and TensorFlow log")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("data", help="convert CIFAR-10 into TFRecords (train/eval/test)")
+    p = sub.add_parser("data", help="convert an image dataset (your image folder or TFRecords; CIFAR-10 by "
+                                    "default) into TFRecords (train/eval/test)")
     _add_data_args(p)
     p.add_argument("--out", default="outputs/data", help="parent folder of the dataset (default: outputs/data)")
     p.set_defaults(func=_cmd_data)
@@ -204,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
-    except (cifar10.DataError, config_lib.ConfigError) as e:
+    except (ingest.DataError, config_lib.ConfigError) as e:
         print(f"tokenlearner: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

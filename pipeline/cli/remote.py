@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import tempfile
+from typing import Optional
 
 import yaml
 
 from pipeline import config as config_lib
 from pipeline.cli import options
 from pipeline.cli.exit_codes import EXIT_OK
+from trainer.contract import DATASET_MANIFEST
+
+log = logging.getLogger(__name__)
 
 TARGETS = ("kubeflow", "vertex")
 
@@ -46,7 +51,31 @@ def build_config(args) -> config_lib.PipelineConfig:
     # The image is applied with the overrides: Beam profiles that need it are validated with it present.
     overrides["image"] = args.image
     base = config_lib.from_preset(args.preset, data_root=args.data_root, output_dir=args.output)
-    return config_lib.apply_overrides(base, overrides)
+    config = config_lib.apply_overrides(base, overrides)
+    manifest = read_manifest(args.data_root)
+    return config if manifest is None else config_lib.for_dataset(config, manifest)
+
+
+def read_manifest(data_root: str) -> Optional[dict]:
+    """The dataset's manifest.json (local or gs://, through TFX's fileio), or None with a log line when it cannot
+    be read here: the spec is then compiled with the default class list and schema (CIFAR-10's)."""
+    from tfx.dsl.io import fileio  # TFX only when compiling, which imports it anyway
+
+    path = f"{data_root.rstrip('/')}/{DATASET_MANIFEST}"
+    try:
+        with fileio.open(path) as f:
+            text = f.read()
+    except Exception as e:  # noqa: BLE001 - missing, no credentials, no filesystem plugin: all mean "not here"
+        log.info("%s: not readable here (%s); compiling with the CIFAR-10 class list and the curated schema",
+                 path, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return None
+    try:
+        manifest = json.loads(text)
+    except ValueError as e:
+        raise config_lib.ConfigError(f"{path}: not a dataset manifest (invalid JSON: {e})") from None
+    if not isinstance(manifest, dict):
+        raise config_lib.ConfigError(f"{path}: not a dataset manifest (expected a JSON object)")
+    return manifest
 
 
 def compile_from_args(args) -> int:

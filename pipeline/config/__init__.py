@@ -1,7 +1,8 @@
 """The pipeline's settings: one typed, frozen `PipelineConfig` and its sections, each in its own module.
 
 - pipeline_config.py: `PipelineConfig` (paths, blessing thresholds, the trainer settings), named presets,
-  `--set key=value` overrides, and the config.json a run saves;
+  `--set key=value` overrides, the config.json a run saves, and `for_dataset` (class list, head size and schema
+  from the dataset's manifest);
 - beam.py: `BeamConfig`, the Beam profiles (direct, Dataflow, Flink, Spark) of the data-heavy components;
 - metadata.py: `MetadataConfig`, where ML Metadata lives (SQLite or MySQL) and its connection;
 - vertex.py: `VertexConfig`, Vertex AI Pipelines and custom-training settings;
@@ -14,7 +15,7 @@ modules above.
 """
 from pipeline.config.errors import ConfigError
 from pipeline.config.pipeline_config import (DEFAULT_PRESET, DEFAULT_SCHEMA, PRESETS, PipelineConfig,
-                                             apply_overrides, from_preset, load, parse_overrides)
+                                             apply_overrides, for_dataset, from_preset, load, parse_overrides)
 
 __all__ = ["ConfigError", "DEFAULT_PRESET", "DEFAULT_SCHEMA", "PRESETS", "PipelineConfig", "apply_overrides",
-           "from_preset", "load", "parse_overrides"]
+           "for_dataset", "from_preset", "load", "parse_overrides"]

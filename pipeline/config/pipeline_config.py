@@ -1,7 +1,8 @@
-"""Typed, frozen pipeline settings, named presets, and `--set key=value` overrides.
+"""Typed, frozen pipeline settings, named presets, `--set key=value` overrides, and the dataset's part of them.
 
 `PipelineConfig` is built once (by the CLI or a runner) and passed down: `create_pipeline(config)` reads it, and
-the Trainer gets `config.trainer` through `custom_config`.
+the Trainer gets `config.trainer` through `custom_config`. The class list, the head's size and the schema of a
+dataset other than CIFAR-10 come from the dataset folder's manifest (`for_dataset`).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import dataclasses
 import json
 import os
 import typing
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional, Union
 
 from components.schema import PACKAGED_SCHEMA
 from pipeline.config.beam import BeamConfig
@@ -19,6 +20,7 @@ from pipeline.config.resources import ResourcesConfig
 from pipeline.config.vertex import VertexConfig
 from trainer.config import PRESETS as TRAINER_PRESETS
 from trainer.config import RETIRED_FIELDS, TrainerConfig
+from trainer.contract import DATASET_SCHEMA
 from trainer.features import CIFAR10_CLASSES
 from trainer.serving_api import DEFAULT_MODEL_NAME
 
@@ -37,9 +39,17 @@ class PipelineConfig:
     output_dir: str = "outputs"  # pipeline root, metadata and serving dir go under it
     pipeline_name: str = DEFAULT_PIPELINE_NAME
     model_name: str = DEFAULT_MODEL_NAME  # TF Serving model name: <serving_dir>/<model_name>/<version>/
+    # The dataset's classes in label order; `tokenlearner run` (and compile/submit when the dataset's manifest is
+    # readable) take them from the manifest (`for_dataset`), and trainer.num_classes with them.
     class_names: tuple[str, ...] = CIFAR10_CLASSES
-    accuracy_floor: float = 0.5  # the Evaluator blesses only models above this test accuracy
+    # The Evaluator blesses only models at or above this test accuracy. None (`--set accuracy_floor=auto`): relative
+    # to chance, see `blessing_floor` (0.5 for 10 classes).
+    accuracy_floor: Optional[float] = None
     regression_tolerance: float = 0.01  # ... and not worse than the latest blessed model by more than this
+    # The ExampleValidator fails a split whose class frequencies differ from the training split's by more than this
+    # (L-infinity distance: the largest difference of one class's share). It replaces the threshold of the schema's
+    # label drift comparator; 0.05 is the curated schema's.
+    label_drift_threshold: float = 0.05
     beam_workers: int = 2  # Beam DirectRunner multi-processing workers; 0 = one per CPU
     enable_cache: bool = True
     # Curated schema every split is validated against (ImportSchemaGen); "infer" = SchemaGen infers one per run.
@@ -57,13 +67,16 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if not self.data_root:
             raise ConfigError("data_root: required (the folder written by `tokenlearner data`)")
-        if not 0.0 <= self.accuracy_floor <= 1.0:
-            raise ConfigError(f"accuracy_floor: expected 0..1, got {self.accuracy_floor}")
+        if self.accuracy_floor is not None and not 0.0 <= self.accuracy_floor <= 1.0:
+            raise ConfigError(f"accuracy_floor: expected 0..1 or auto, got {self.accuracy_floor}")
         if self.regression_tolerance < 0:
             raise ConfigError(f"regression_tolerance: expected >= 0, got {self.regression_tolerance}")
+        if not 0.0 <= self.label_drift_threshold <= 1.0:
+            raise ConfigError(f"label_drift_threshold: expected 0..1 (a distance between class frequencies), got "
+                              f"{self.label_drift_threshold}")
         if len(self.class_names) != self.trainer.num_classes:
             raise ConfigError(f"class_names: {len(self.class_names)} names for num_classes="
-                              f"{self.trainer.num_classes}")
+                              f"{self.trainer.num_classes} (`tokenlearner run` takes both from the dataset)")
         for name in ("model_name", "pipeline_name"):
             value = getattr(self, name)
             if not value or "/" in value or value.startswith(".") or os.sep in value:
@@ -75,6 +88,16 @@ class PipelineConfig:
             raise ConfigError("resources_trainer_accelerator_type/resources_trainer_accelerator_count: with "
                               "vertex_training=true the Trainer step only submits the training job; give the job "
                               "its GPUs with vertex_accelerator_type/vertex_accelerator_count")
+
+    @property
+    def blessing_floor(self) -> float:
+        """The test accuracy a model needs to be blessed: `accuracy_floor` when set, else 4/9 of the way from
+        chance (1/N for N classes) to 1, which is 0.5 for CIFAR-10's 10 classes (the floor before it was relative)
+        and asks as much above chance of 3 classes (0.63) or 100 (0.45)."""
+        if self.accuracy_floor is not None:
+            return self.accuracy_floor
+        chance = 1 / len(self.class_names)
+        return chance + (1 - chance) * 4 / 9
 
     @property
     def pipeline_root(self) -> str:
@@ -138,6 +161,7 @@ _PIPELINE_PRESETS: dict[str, dict[str, Any]] = {
     "keras_io": {},
     "better": {},  # same model and 20 epochs, a stronger recipe (trainer/config.py)
     "compact": {},  # conv tokenizer + TokenLearner + sequence pooling, the `better` recipe (trainer/config.py)
+    "small_images": {},  # `compact` at 16x16 for small images, e.g. digits (trainer/config.py)
 }
 PRESETS = tuple(_PIPELINE_PRESETS)
 DEFAULT_PRESET = "keras_io"
@@ -152,6 +176,11 @@ def from_preset(preset: str, data_root: str, **fields: Any) -> PipelineConfig:
 
 def _coerce(field_type: Any, raw: str, name: str) -> Any:
     origin = typing.get_origin(field_type)
+    if origin is Union and type(None) in typing.get_args(field_type):
+        # Optional[X]: "auto" leaves the choice to the pipeline (accuracy_floor=auto -> relative to chance).
+        if raw.strip().lower() == "auto":
+            return None
+        (field_type,) = [t for t in typing.get_args(field_type) if t is not type(None)]
     try:
         if field_type is bool:
             if raw.lower() in ("1", "true", "yes", "on"):
@@ -206,6 +235,33 @@ def apply_overrides(config: PipelineConfig, overrides: Mapping[str, str]) -> Pip
         return dataclasses.replace(config, **replaced, **top_values)
     except ValueError as e:  # ConfigError, or TrainerConfig's ValueError: both name the field
         raise ConfigError(str(e)) from None
+
+
+def for_dataset(config: PipelineConfig, manifest: Mapping[str, Any]) -> PipelineConfig:
+    """`config` for the dataset whose manifest.json (written by `tokenlearner data`) is `manifest`: its class names
+    (label order) and their count as the head's size; for a class list other than CIFAR-10's, the dataset's own
+    schema (`<data_root>/schema.pbtxt`, label domain 0..N-1) unless `schema_path` was set. A CIFAR-10 manifest
+    gives `config` back unchanged.
+
+    The class list comes from the data: class names set in `config` that differ from the default and from the
+    manifest are an error, not silently replaced."""
+    names = manifest.get("class_names")
+    if not isinstance(names, (list, tuple)) or len(names) < 2 or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"class_names: expected the dataset manifest's list of at least 2 class names, got "
+                          f"{names!r}")
+    names = tuple(names)
+    if manifest.get("num_classes", len(names)) != len(names):
+        raise ConfigError(f"num_classes: the dataset manifest says {manifest['num_classes']} but lists "
+                          f"{len(names)} class names")
+    if config.class_names not in (CIFAR10_CLASSES, names):
+        raise ConfigError(f"class_names: set to {list(config.class_names)}, but the dataset's are {list(names)} "
+                          f"(class names come from the data: rename its class folders instead)")
+    schema_path = config.schema_path
+    if names != CIFAR10_CLASSES and schema_path == DEFAULT_SCHEMA:
+        schema_path = f"{config.data_root.rstrip('/')}/{DATASET_SCHEMA}"
+    # One replace with both the names and the head's size, so validation sees them consistent.
+    return dataclasses.replace(config, class_names=names, schema_path=schema_path,
+                               trainer=dataclasses.replace(config.trainer, num_classes=len(names)))
 
 
 def pipeline_root_dir(output_dir: str, pipeline_name: str) -> str:

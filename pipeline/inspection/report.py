@@ -28,9 +28,9 @@ from trainer.config import TrainerConfig
 
 log = logging.getLogger(__name__)
 
-HISTORY_METRICS = ("loss", "accuracy", "top5_accuracy")
+HISTORY_METRICS = ("loss", "accuracy")  # and the top-k metric (figures.TOP_K_METRIC: top5_accuracy for CIFAR-10)
 _ACCURACY = "sparse_categorical_accuracy"
-_TOP5 = "sparse_top_k_categorical_accuracy"
+_TOP_K = "sparse_top_k_categorical_accuracy"  # TFMA's name whatever k is (pipeline.eval_config: cfg.top_k)
 
 
 class ReportError(ValueError):
@@ -97,8 +97,8 @@ def trainer_config(store, model_artifact_id: int, fallback: TrainerConfig) -> Tr
 
 
 def learning_curves(model_run_dir: str) -> dict[str, list[float]]:
-    """Per-epoch metrics (loss, accuracy, top5_accuracy and their val_ versions) from the Trainer's history.csv,
-    or from its TensorBoard event files when the CSV is missing."""
+    """Per-epoch metrics (loss, accuracy, top-k accuracy (top5_accuracy for 6 classes or more) and their val_
+    versions) from the Trainer's history.csv, or from its TensorBoard event files when the CSV is missing."""
     path = os.path.join(model_run_dir, contract.HISTORY_FILE)
     if os.path.isfile(path):
         with open(path, newline="") as f:
@@ -121,9 +121,11 @@ def _tensorboard_curves(model_run_dir: str) -> dict[str, list[float]]:
         for path in sorted(glob.glob(os.path.join(model_run_dir, subdir, "events.out.tfevents.*"))):
             for event in tf.compat.v1.train.summary_iterator(path):
                 for value in event.summary.value:
-                    if value.tag.startswith("epoch_") and value.tag[len("epoch_"):] in HISTORY_METRICS:
+                    name = value.tag[len("epoch_"):]
+                    if value.tag.startswith("epoch_") and (name in HISTORY_METRICS
+                                                           or figures.TOP_K_METRIC.fullmatch(name)):
                         number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
-                        by_step.setdefault(prefix + value.tag[len("epoch_"):], {})[event.step] = number
+                        by_step.setdefault(prefix + name, {})[event.step] = number
         history.update({k: [v[s] for s in sorted(v)] for k, v in by_step.items()})
     return history
 
@@ -170,9 +172,12 @@ def confusion_matrix(uri: str, num_classes: int) -> np.ndarray:
     raise ReportError(f"{uri}: no multi-class confusion matrix plot for the overall slice")
 
 
-def read_test_split(examples_uri: str, limit: int) -> tuple[list[bytes], np.ndarray, np.ndarray]:
-    """Serialized tf.Examples, decoded images (uint8) and labels of the test split ImportExampleGen wrote."""
+def read_test_split(examples_uri: str, limit: int, size: int) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """Serialized tf.Examples, images (uint8 (N, size, size, 3), decoded and brought to the model's input size as
+    Transform does: the stored images may differ in size) and labels of the test split ImportExampleGen wrote."""
     import tensorflow as tf
+
+    from trainer import preprocessing
 
     split_dir = contract.split_dir(contract.TEST)
     files = sorted(glob.glob(os.path.join(examples_uri, split_dir, "*.gz")))
@@ -182,7 +187,7 @@ def read_test_split(examples_uri: str, limit: int) -> tuple[list[bytes], np.ndar
     images, labels = [], []
     for record in records:
         feature = tf.train.Example.FromString(record).features.feature
-        images.append(tf.io.decode_image(feature[features.IMAGE_KEY].bytes_list.value[0], channels=3).numpy())
+        images.append(preprocessing.decode_image(feature[features.IMAGE_KEY].bytes_list.value[0], size).numpy())
         labels.append(feature[features.LABEL_KEY].int64_list.value[0])
     return records, np.stack(images), np.array(labels)
 
@@ -295,7 +300,8 @@ def _facts(config: PipelineConfig, run: summary.RunSummary, cfg: TrainerConfig, 
         ("Model", [
             ("variant", variant), ("tokens", tokens),
             ("parameters", f"{params:,}"), ("GFLOPs per image", _gflops(stats)),
-            ("input view", f"{cfg.image_size}×{cfg.image_size}×3"),
+            ("input", f"every image brought to {cfg.input_size}×{cfg.input_size}×3 (Transform), viewed at "
+                      f"{cfg.image_size}×{cfg.image_size}×3"),
             ("tokenizer", f"{cfg.conv_tokenizer_stages} × (conv 3×3, ReLU, max-pool /2) on a {cfg.image_size}×"
                           f"{cfg.image_size} view → {cfg.grid_side}×{cfg.grid_side} tokens" if cfg.conv_tokenizer_stages
              else f"{cfg.patch_size}×{cfg.patch_size} patches of a {cfg.image_size}×{cfg.image_size} view"),
@@ -303,6 +309,8 @@ def _facts(config: PipelineConfig, run: summary.RunSummary, cfg: TrainerConfig, 
         ]),
         ("Data", [
             ("dataset", config.data_root),
+            ("classes", f"{len(config.class_names)}" + (f": {', '.join(config.class_names)}"
+                                                         if len(config.class_names) <= 10 else "")),
             ("source", f"{manifest.get('source', 'n/a')} ({manifest.get('format', '?')})"),
             ("limit", str(manifest.get("limit") or "all images")),
             *[(f"{split} examples", f"{count:,}") for split, count in run.examples.items()],
@@ -325,13 +333,14 @@ def _facts(config: PipelineConfig, run: summary.RunSummary, cfg: TrainerConfig, 
         ]),
         ("Test metrics (TFMA)", [
             ("accuracy", _fmt(overall.get(_ACCURACY))),
-            ("top-5 accuracy", _fmt(overall.get(_TOP5))),
+            (f"top-{cfg.top_k} accuracy", _fmt(overall.get(_TOP_K))),
             ("examples", _fmt(overall.get("example_count"), "{:,.0f}")),
         ]),
         ("Blessing and push", [
             ("blessed", {True: "yes", False: "no", None: "n/a"}[run.blessed]),
-            ("thresholds", f"accuracy ≥ {config.accuracy_floor:g}, at most {config.regression_tolerance:g} "
-                           f"below the baseline"),
+            ("thresholds", f"accuracy ≥ {config.blessing_floor:.4g}"
+                           + (" (relative to chance, 1/N)" if config.accuracy_floor is None else "")
+                           + f", at most {config.regression_tolerance:g} below the baseline"),
             ("baseline model", f"artifact #{baseline.id}" if baseline is not None else "none (first blessed model)"),
             ("pushed version", os.path.basename(run.pushed_to) if run.pushed_to else f"not pushed {not_pushed}"),
             ("serving path", run.pushed_to or "–"),
@@ -367,18 +376,20 @@ def _evaluation_figures(evaluation_uri: str, class_names: list[str], out_dir: st
     figures.confusion_matrix(matrix, class_names, os.path.join(out_dir, "confusion_matrix.png"))
     figures.per_class_accuracy(per_class.accuracy, per_class.counts, overall.get(_ACCURACY), class_names,
                                os.path.join(out_dir, "per_class_accuracy.png"))
+    counts = "" if len(class_names) <= figures.CONFUSION_COUNTS_UP_TO else " Counts are in the table below."
     shown = [Figure("confusion_matrix.png", "Confusion matrix (test split)",
                     f"TFMA MultiClassConfusionMatrixPlot from the Evaluator ({evaluation_uri}): rows the true "
-                    f"class, columns the predicted (argmax) class.", figures.CONFUSION_MATRIX_SIZE),
+                    f"class, columns the predicted (argmax) class.{counts}", figures.CONFUSION_MATRIX_SIZE),
              Figure("per_class_accuracy.png", "Accuracy per class (test split)",
-                    "TFMA sparse_categorical_accuracy on the Evaluator's per-label slices.", figures.PER_CLASS_SIZE)]
+                    "TFMA sparse_categorical_accuracy on the Evaluator's per-label slices.",
+                    figures.per_class_size(len(class_names)))]
     return shown, overall, per_class, matrix
 
 
 def _model_figures(keras_model, serving_dir: str, examples_uri: str, cfg: TrainerConfig, class_names: list[str],
                    out_dir: str, max_test_examples: int) -> tuple[list[Figure], list[str]]:
     """The prediction grid and the attention maps: the trained model run on the test split."""
-    records, images, labels = read_test_split(examples_uri, max_test_examples)
+    records, images, labels = read_test_split(examples_uri, max_test_examples, cfg.input_size)
     predictions = figures.Predictions(images, labels, predict(serving_dir, records))
     figures.prediction_grid(predictions, class_names, os.path.join(out_dir, "test_predictions.png"))
     mistakes = int((predictions.predicted != labels).sum())
@@ -387,15 +398,18 @@ def _model_figures(keras_model, serving_dir: str, examples_uri: str, cfg: Traine
                     f"{mistakes:,} misclassified. Ordered by the probability given to the true class, lowest first. "
                     f"Title: predicted class and its probability; below, the true class and its probability.",
                     figures.PREDICTIONS_SIZE)]
-    # The first test image of each of the first classes, so the maps can be compared across content.
+    # The first test image of each of the first classes, so the maps can be compared across content; with fewer
+    # classes than rows, the next test images fill the rest.
     picks = [int(np.flatnonzero(labels == c)[0]) for c in range(len(class_names))
              if (labels == c).any()][:figures.ATTENTION_IMAGES]
+    picks += [i for i in range(len(labels)) if i not in picks][:figures.ATTENTION_IMAGES - len(picks)]
     attention = token_attention(keras_model, serving_dir, [records[i] for i in picks], images[picks], cfg)
     if attention is None:
         return shown, [f"No TokenLearner attention figure: the model ({keras_model.name}, token_learner="
                        f"{cfg.token_learner!r}) has no TokenLearner layer."]
     views, maps = attention
-    titles = [f"{class_names[labels[i]]} → {class_names[predictions.predicted[i]]}" for i in picks]
+    titles = [f"{figures.short_name(class_names[labels[i]])} → "
+              f"{figures.short_name(class_names[predictions.predicted[i]])}" for i in picks]
     figures.attention_maps(views, maps, titles, os.path.join(out_dir, "token_attention.png"))
     layer = token_learner_layer(keras_model)
     more = (f" (the first {figures.ATTENTION_MAX_TOKENS} shown)" if maps.shape[1] > figures.ATTENTION_MAX_TOKENS

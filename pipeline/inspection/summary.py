@@ -36,10 +36,11 @@ class RunSummary:
     examples: dict[str, int]
     anomalies: list[str]  # splits with anomalies
     accuracy: Optional[float]
-    top5_accuracy: Optional[float]
+    top5_accuracy: Optional[float]  # the Evaluator's top-k accuracy, k = top_k (5 for CIFAR-10)
     blessed: Optional[bool]
     pushed_to: Optional[str]
     not_pushed_reason: str = ""  # why the Evaluator did not bless, or why nothing was pushed
+    top_k: int = 5  # the k of top5_accuracy: min(5, classes - 1), TrainerConfig.top_k
 
 
 def _slice_item(key) -> str:
@@ -118,7 +119,8 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None,
         run_id=run.name, steps=steps, examples=examples, anomalies=anomalies,
         accuracy=candidate.get("sparse_categorical_accuracy"),
         top5_accuracy=candidate.get("sparse_top_k_categorical_accuracy"),
-        blessed=blessed, pushed_to=pushed_to, not_pushed_reason="" if pushed_to else reason)
+        blessed=blessed, pushed_to=pushed_to, not_pushed_reason="" if pushed_to else reason,
+        top_k=config.trainer.top_k)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,8 +150,10 @@ class EpochTimes:
         resumed = f", resumed {self.fits - 1}x" if self.fits > 1 else ""
         mixed = self.mixed
         mixed = f"; epochs trained with precision/XLA {mixed}" if mixed else ""
-        return (f"{_hms(total)} for {len(self.seconds)} epoch(s), {total / len(self.seconds) / 60:.1f} min an epoch"
-                f"{resumed}{mixed}")
+        per_epoch = total / len(self.seconds)
+        # Minutes for CIFAR-10's epochs; seconds for the small datasets whose epochs take a few (0.0 min says nothing).
+        pace = f"{per_epoch / 60:.1f} min" if per_epoch >= 60 else f"{per_epoch:.1f} s"
+        return f"{_hms(total)} for {len(self.seconds)} epoch(s), {pace} an epoch{resumed}{mixed}"
 
 
 def epoch_times(model_run_dir: str) -> Optional[EpochTimes]:
@@ -195,7 +199,7 @@ def _note(step: Step, summary: RunSummary) -> str:
     if name.startswith(contract.TRAINER):
         return _trainer_note(step)
     if name.startswith(contract.EVALUATOR) and summary.accuracy is not None:
-        top5 = f", top-5 {summary.top5_accuracy:.4f}" if summary.top5_accuracy is not None else ""
+        top5 = f", top-{summary.top_k} {summary.top5_accuracy:.4f}" if summary.top5_accuracy is not None else ""
         return f"test accuracy {summary.accuracy:.4f}{top5}; {'blessed' if summary.blessed else 'NOT blessed'}"
     if name.startswith(contract.PUSHER):
         return f"pushed {summary.pushed_to}" if summary.pushed_to else "not pushed"
