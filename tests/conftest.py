@@ -1,10 +1,13 @@
 """Shared fixtures: real CIFAR-10 from ../shared when present, one tiny pipeline run and its report per session,
-one tiny exported model per session. The helpers they use (synthetic files, model export, the CLI in a fresh
-interpreter) are in tests/helpers.py."""
+one tiny exported model per session, the project installed as a plain package once per session, and one tiny run
+each on two datasets that are not CIFAR-10 (digits; a mixed 3-class folder), with the latter's report. The helpers
+they use (synthetic files, model export, the CLI in a fresh interpreter, the two datasets) are in tests/helpers.py."""
 from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +16,25 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 _TF_LOG_LEVEL_SET_HERE = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tests.helpers import (SHARED_CIFAR, TINY_RUN_LIMIT, ExportedModel, TinyRun,  # noqa: E402
-                           build_exported_model, run_cli)
+from tests.helpers import (DIGITS_RUN_LIMIT, REPO, SHARED_CIFAR, TINY_RUN_LIMIT, ExportedModel,  # noqa: E402
+                           PipelineRun, TinyRun, build_exported_model, run_cli, write_digits, write_mixed_folder)
+
+
+def _cli_env() -> dict[str, str]:
+    """The environment of a CLI run: the CLI's own TensorFlow log level, as a user gets it, not this file's."""
+    env = dict(os.environ)
+    if _TF_LOG_LEVEL_SET_HERE:
+        env.pop("TF_CPP_MIN_LOG_LEVEL")
+    return env
+
+
+def _run_pipeline(args: list[str], output: Path) -> tuple[str, str]:
+    """`tokenlearner run ARGS --output OUTPUT` in a fresh interpreter: (console, run id); it must exit 0."""
+    proc = run_cli(["run", *args, "--output", str(output)], env=_cli_env())
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    run_id = re.search(r"^run (\S+)$", proc.stdout, flags=re.M)
+    assert run_id, proc.stdout[-5000:]
+    return proc.stdout, run_id.group(1)
 
 
 @pytest.fixture(scope="session")
@@ -27,16 +47,10 @@ def shared_cifar() -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(shared_cifar, tmp_path_factory) -> TinyRun:
     """`tokenlearner run --preset tiny --limit 300` with default settings, once per session (tests/helpers.py)."""
-    env = dict(os.environ)
-    if _TF_LOG_LEVEL_SET_HERE:
-        env.pop("TF_CPP_MIN_LOG_LEVEL")  # the CLI's own default, as a user gets it, not this file's
     output = tmp_path_factory.mktemp("tiny_run")
-    proc = run_cli(["run", "--data", str(shared_cifar), "--preset", "tiny", "--limit", str(TINY_RUN_LIMIT),
-                    "--output", str(output)], env=env)
-    assert proc.returncode == 0, proc.stdout[-5000:]
-    run_id = re.search(r"^run (\S+)$", proc.stdout, flags=re.M)
-    assert run_id, proc.stdout[-5000:]
-    return TinyRun(output=output, console=proc.stdout, run_id=run_id.group(1))
+    console, run_id = _run_pipeline(["--data", str(shared_cifar), "--preset", "tiny", "--limit", str(TINY_RUN_LIMIT)],
+                                    output)
+    return TinyRun(output=output, console=console, run_id=run_id)
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +67,58 @@ def tiny_report(tiny_run, tmp_path_factory) -> Path:
 def exported_model(tmp_path_factory) -> ExportedModel:
     """One tiny exported model for the whole session (read it, never write into it)."""
     return build_exported_model(tmp_path_factory.mktemp("exported_model"))
+
+
+@pytest.fixture(scope="session")
+def installed_project(tmp_path_factory) -> Path:
+    """The project as deploy/Dockerfile installs it (`pip install --no-deps .`: a wheel build, not editable), into a
+    folder of its own, once per session (read it, never write into it)."""
+    site = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(REPO)], check=True, capture_output=True)
+    return site
+
+
+# ------------------------------------------------------------------- your own images: datasets that are not CIFAR-10
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory) -> Path:
+    """scikit-learn's 1,797 handwritten digits as train/<digit name>/*.png and test/<digit name>/*.png."""
+    return write_digits(tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="session")
+def digits_run(digits_folder, tmp_path_factory) -> PipelineRun:
+    """`tokenlearner run --data <digits folder> --preset small_images --limit 300 --epochs 2`, once per session: the
+    preset made for small images (input_size 16) on the dataset it was measured on, at a smoke-test budget (floor 0,
+    so it is pushed); its end-to-end test (test_presets_e2e.py leaves it to this one). Beam in the CLI's process
+    (`beam_workers=1`: no worker start-ups; the default multi-process DirectRunner is `tiny_run`'s and `mixed_run`'s)."""
+    output = tmp_path_factory.mktemp("digits_run")
+    console, run_id = _run_pipeline(["--data", str(digits_folder), "--preset", "small_images", "--limit",
+                                     str(DIGITS_RUN_LIMIT), "--epochs", "2", "--set", "accuracy_floor=0",
+                                     "--set", "regression_tolerance=1", "--set", "beam_workers=1"], output)
+    return PipelineRun(output=output, console=console, run_id=run_id, data=digits_folder)
+
+
+@pytest.fixture(scope="session")
+def mixed_folder(tmp_path_factory) -> Path:
+    """3 classes, mixed formats, modes and sizes, no test/ folder (tests/helpers.py write_mixed_folder)."""
+    return write_mixed_folder(tmp_path_factory.mktemp("mixed"))
+
+
+@pytest.fixture(scope="session")
+def mixed_run(mixed_folder, tmp_path_factory) -> PipelineRun:
+    """`tokenlearner run --data <mixed folder> --preset tiny` with default settings, once per session."""
+    output = tmp_path_factory.mktemp("mixed_run")
+    console, run_id = _run_pipeline(["--data", str(mixed_folder), "--preset", "tiny"], output)
+    return PipelineRun(output=output, console=console, run_id=run_id, data=mixed_folder)
+
+
+@pytest.fixture(scope="session")
+def mixed_report(mixed_run, tmp_path_factory) -> Path:
+    """The folder `tokenlearner report` writes for the mixed run: report.html and its PNG figures."""
+    from pipeline import cli
+
+    out = tmp_path_factory.mktemp("mixed_report")
+    assert cli.main(["report", "--output", str(mixed_run.output), "--run", mixed_run.run_id, "--out", str(out)]) == 0
+    return out

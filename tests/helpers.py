@@ -1,5 +1,6 @@
 """Helpers the tests share (fixtures are in conftest.py): synthetic images and CIFAR-10 files in the official
-layouts, a tiny real exported model, and the CLI run in a fresh interpreter (the shared tiny run)."""
+layouts, a tiny real exported model, the CLI run in a fresh interpreter (the shared tiny run), and two datasets that
+are not CIFAR-10 as image folders (scikit-learn's digits; a 3-class folder of mixed formats, modes and sizes)."""
 from __future__ import annotations
 
 import dataclasses
@@ -33,6 +34,52 @@ class TinyRun:
 
 
 TINY_RUN_LIMIT = 300  # images per class-balanced split: 270 train + 30 eval, 300 test
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineRun:
+    """A finished `tokenlearner run` through the CLI in a fresh interpreter, shared by the tests that read it
+    (fixtures `digits_run`, `mixed_run`). Read it, never write into it."""
+
+    output: Path  # the --output folder
+    console: str  # everything the run printed, stdout and stderr
+    run_id: str  # the run, as MLMD names it (the first line of the summary)
+    data: Path  # the --data source
+
+    @property
+    def dataset(self) -> Path:
+        """The dataset folder ingestion wrote under <output>/data (train/, eval/, test/, manifest.json)."""
+        (manifest,) = (self.output / "data").glob("*/manifest.json")
+        return manifest.parent
+
+    @property
+    def manifest(self) -> dict:
+        import json
+
+        return json.loads((self.dataset / "manifest.json").read_text())
+
+    @property
+    def pipeline_root(self) -> Path:
+        (config,) = (self.output / "pipeline").glob("*/config.json")
+        return config.parent
+
+    def config(self):
+        """The PipelineConfig the run saved (its class names, trainer settings, metadata store)."""
+        from pipeline import config as config_lib
+
+        return config_lib.load(str(self.output), pipeline_name=self.pipeline_root.name)
+
+    def pushed_versions(self, model_name: str = "tokenlearner") -> list[Path]:
+        base = self.output / "serving" / model_name
+        return sorted(base.iterdir()) if base.is_dir() else []
+
+    def artifact_uri(self, component: str, type_name: str) -> str:
+        """The uri of the run's output `type_name` of `component`, e.g. ("Evaluator", "ModelEvaluation")."""
+        from pipeline.inspection import summary
+
+        run = summary.collect(self.config(), self.run_id)
+        step = next(s for s in run.steps if s.component == component)
+        return step.outputs[type_name][0].uri
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
@@ -157,3 +204,99 @@ def build_exported_model(root: Path, model_name: str = "tokenlearner", version: 
     return ExportedModel(base_dir=base_dir, version_dir=version_dir, model_name=model_name, version=version,
                          class_names=CLASSES, warmup_images=tuple(images[:warmup]), data_pattern=data_pattern,
                          transform_dir=transform_dir)
+
+
+# ------------------------------------------------------------------- your own images: datasets that are not CIFAR-10
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")  # by digit value
+DIGITS_RUN_LIMIT = 300  # the shared digits run (fixture `digits_run`): 300 training and 300 test images
+
+
+def write_digits(root: Path, test_every: int | None = 5) -> Path:
+    """scikit-learn's handwritten digits (`sklearn.datasets.load_digits`: 1,797 8x8 grayscale images of values
+    0..16, 10 classes, shipped inside its wheel, nothing downloaded) as an image folder of 8-bit grayscale PNGs
+    (0..16 scaled to 0..255): train/<digit name>/NNNN.png, and with `test_every` every test_every-th image of each
+    digit in test/<digit name>/ instead (None: no test/, ingestion holds out a test split). The folders are named
+    "zero" .. "nine", so the class list, sorted by name (eight, five, four, nine, ...), is not the digits' order."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)
+    seen = [0] * len(DIGIT_NAMES)
+    for image, digit in zip(pixels, digits.target):
+        k, seen[digit] = seen[digit], seen[digit] + 1
+        split = "test" if test_every and k % test_every == test_every - 1 else "train"
+        folder = root / split / DIGIT_NAMES[digit]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{k:04d}.png")  # a 2-D uint8 array: mode L
+    return root
+
+
+# The mixed folder: 3 classes, each a dominant colour (learnable, though no test relies on accuracy), imbalanced.
+MIXED_CLASSES = {"ember": (200, 70, 30), "moss": (70, 150, 50), "sky": (70, 130, 220)}  # folder -> dominant RGB
+MIXED_PER_CLASS = {"ember": 120, "moss": 90, "sky": 60}  # 270 images; 10% held out: 12, 9, 6
+# (Pillow format, mode, file suffix): cycled through, so that each class has every one.
+MIXED_KINDS = (("JPEG", "RGB", ".jpg"), ("PNG", "RGBA", ".png"), ("WEBP", "RGB", ".webp"), ("BMP", "P", ".bmp"),
+               ("GIF", "P", ".gif"), ("JPEG", "CMYK", ".jpeg"), ("PNG", "L", ".png"), ("WEBP", "RGBA", ".webp"),
+               ("BMP", "RGB", ".bmp"), ("PNG", "P", ".png"), ("JPEG", "L", ".jpg"), ("TIFF", "RGB", ".tif"),
+               ("PNG", "I;16", ".png"), ("BMP", "L", ".bmp"), ("PNG", "RGB", ".png"))
+MIXED_SIZES = ((20, 20), (32, 32), (41, 27), (64, 48), (100, 100), (120, 160), (257, 193), (320, 240), (640, 480))
+MIXED_PHOTO = "IMG_0001.JPG"  # in each class folder: a 1600x1200 RGB JPEG named as a phone names it
+MIXED_PHOTO_SIZE = (1600, 1200)
+MIXED_NESTED = "more"  # every 8th image of a class lies in train/<class>/more/: a class's sub-folders are its images
+
+
+def _mixed_picture(rng: np.random.Generator, colour, size: tuple[int, int]) -> np.ndarray:
+    """An RGB picture (height, width, 3) of `size` (width, height): the class colour in a smooth gradient, a
+    rectangle of another colour over at most a quarter of it, and mild noise."""
+    width, height = size
+    ramp = np.linspace(0.75, 1.15, width)[None, :, None] * np.linspace(1.1, 0.85, height)[:, None, None]
+    picture = np.asarray(colour, dtype=np.float32) * ramp
+    x0, y0 = int(rng.integers(0, width // 2 + 1)), int(rng.integers(0, height // 2 + 1))
+    picture[y0:y0 + height // 2, x0:x0 + width // 2] = rng.integers(0, 256, 3)
+    picture += rng.normal(0, 6, size=picture.shape)
+    return np.clip(picture, 0, 255).astype(np.uint8)
+
+
+def _in_mode(picture: np.ndarray, mode: str, rng: np.random.Generator):
+    from PIL import Image
+
+    image = Image.fromarray(picture)
+    if mode == "RGBA":  # alpha from opaque to half transparent across the picture
+        alpha = np.linspace(255, 128, picture.shape[1], dtype=np.uint8)[None, :].repeat(picture.shape[0], axis=0)
+        image.putalpha(Image.fromarray(alpha))
+        return image
+    if mode == "P":
+        return image.quantize(colors=32)
+    if mode == "I;16":  # 16-bit grayscale
+        gray = np.asarray(image.convert("L"), dtype=np.uint16) * 257 + rng.integers(0, 257, picture.shape[:2],
+                                                                                    dtype=np.uint16)
+        return Image.fromarray(gray)
+    return image.convert(mode)  # RGB, L, CMYK
+
+
+def write_mixed_folder(root: Path) -> Path:
+    """A folder as users have them: train/<class>/ only (no test/), 3 classes of 120, 90 and 60 images of mixed
+    formats (JPEG, PNG, WebP, BMP, GIF with two frames, TIFF), modes (RGB, RGBA, P, L, CMYK, 16-bit) and sizes (20x20
+    to 640x480, and in each class one 1600x1200 phone-style IMG_0001.JPG), some in a nested sub-folder. Built
+    deterministically (seeded) in a few seconds."""
+    from PIL import Image
+
+    for c, (name, colour) in enumerate(MIXED_CLASSES.items()):
+        rng = np.random.default_rng(100 + c)
+        folder = root / "train" / name
+        (folder / MIXED_NESTED).mkdir(parents=True)
+        _in_mode(_mixed_picture(rng, colour, MIXED_PHOTO_SIZE), "RGB", rng).save(folder / MIXED_PHOTO, "JPEG",
+                                                                                  quality=85)
+        for i in range(1, MIXED_PER_CLASS[name]):
+            fmt, mode, suffix = MIXED_KINDS[(i + 5 * c) % len(MIXED_KINDS)]
+            size = MIXED_SIZES[(i + 2 * c) % len(MIXED_SIZES)]
+            image = _in_mode(_mixed_picture(rng, colour, size), mode, rng)
+            path = (folder / MIXED_NESTED if i % 8 == 7 else folder) / f"{name}_{i:04d}{suffix}"
+            if fmt == "GIF":  # two frames: ingestion takes the first
+                flipped = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+                image.save(path, fmt, save_all=True, append_images=[flipped], duration=100)
+            else:
+                image.save(path, fmt)
+    return root

@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from components import cifar10
+from components import ingest
 from components.schema import PACKAGE_SCHEME, PACKAGED_SCHEMA
 from pipeline import cli
 from tests import kfp_launcher
@@ -46,18 +45,17 @@ def spec(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    site = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(REPO)], check=True, capture_output=True)
-    return site
+def installed(installed_project) -> Path:
+    """`pip install --no-deps .` into a folder of its own: the session's one install (tests/conftest.py), shared
+    with test_compile.py."""
+    return installed_project
 
 
 @pytest.fixture(scope="module")
 def runs(spec, installed, tmp_path_factory) -> dict[str, kfp_launcher.TaskRun]:
     root = tmp_path_factory.mktemp("run")
     # 100 synthetic 32x32 PNGs per split (ingestion carves every 10th training image per class into eval).
-    dataset = cifar10.prepare(str(write_image_folder(root / "images", per_class=10)), root / "data")
+    dataset = ingest.prepare(str(write_image_folder(root / "images", per_class=10)), root / "data")
     bucket = root / "bucket"
 
     def rewrite(value: str) -> str:

@@ -21,7 +21,7 @@ from trainer.config import PRESETS
 
 pytestmark = pytest.mark.slow
 
-COVERED_ELSEWHERE = {"tiny"}  # test_pipeline_e2e.py
+COVERED_ELSEWHERE = {"tiny", "small_images"}  # test_pipeline_e2e.py; test_own_images.py (on digits)
 
 
 @pytest.fixture(scope="module")
