@@ -75,12 +75,16 @@ def _is_image(rest: tuple[str, ...]) -> bool:
     return not any(p.startswith(".") for p in rest) and rest[-1].lower().endswith(IMAGE_EXTENSIONS)
 
 
+def first_names(names: list[str]) -> str:
+    """The first MAX_NAMED_SKIPPED of `names` (sorted), comma-separated, with ", ..." when there are more: how a
+    warning about left-out files names them in one line."""
+    return ", ".join(names[:MAX_NAMED_SKIPPED]) + (", ..." if len(names) > MAX_NAMED_SKIPPED else "")
+
+
 def _warn_skipped(skipped: list[str], source: str) -> None:
     if skipped:  # never silently left out
-        skipped.sort()
-        shown = ", ".join(skipped[:MAX_NAMED_SKIPPED]) + (", ..." if len(skipped) > MAX_NAMED_SKIPPED else "")
         log.warning("%s: skipped %d file(s) in class folders that are not images by their name (hidden, or "
-                    "not %s): %s", source, len(skipped), "/".join(IMAGE_EXTENSIONS), shown)
+                    "not %s): %s", source, len(skipped), "/".join(IMAGE_EXTENSIONS), first_names(sorted(skipped)))
 
 
 def _class_names(found: dict[str, dict[str, list[str]]], has_test: bool, where: str) -> list[str]:

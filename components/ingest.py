@@ -362,7 +362,6 @@ class Progress:
             self.bar.close()
 
 
-
 @dataclasses.dataclass
 class _Tally:
     """What encoding wrote: examples per split and class, images downscaled, unreadable images left out."""
@@ -429,9 +428,8 @@ def _write_splits(dataset: Path, splits: dict[str, list[Item]], num_classes: int
             _write_split(split, dataset / split, items, pool, encode, workers, bar, tally)
     if tally.unreadable:
         names = sorted(it.display or it.ref for _, it in tally.unreadable)
-        shown = ", ".join(names[:image_folder.MAX_NAMED_SKIPPED]) + \
-            (", ..." if len(names) > image_folder.MAX_NAMED_SKIPPED else "")
-        log.warning("skipped %d unreadable image(s) (--skip-unreadable): %s", len(names), shown)
+        log.warning("skipped %d unreadable image(s) (--skip-unreadable): %s", len(names),
+                    image_folder.first_names(names))
     return tally
 
 
@@ -504,7 +502,8 @@ def prepare(source: str | None, out_root: str | Path, limit: int | None = None, 
     # once the data has been read, so that a refused source ends in its one error line.
     unofficial = check_official_release(path, strict) if kind == "official" else None
     out_root = Path(out_root)
-    names = {cifar10: _dataset_name(cifar10, kind, _fingerprint(path), settings) for cifar10 in (True, False)}
+    fingerprint = _fingerprint(path)  # hashes every byte of the source: once
+    names = {cifar10: _dataset_name(cifar10, kind, fingerprint, settings) for cifar10 in (True, False)}
     for name in names.values():
         if (out_root / name / DATASET_MANIFEST).is_file():
             _check_reuse(out_root / name, settings)
@@ -604,7 +603,7 @@ def verify_dataset(dataset_dir: Path) -> None:
                 reason = (e.message if isinstance(e, tf.errors.OpError) else str(e)).split(":")[0][:120]
                 raise DataError(f"{shard}: corrupt or truncated TFRecord file ({reason})") from None
         if count != info["examples"]:
-            raise DataError(f"{dataset_dir / split}: {count} examples in {len(shards)} shard(s), manifest.json "
+            raise DataError(f"{dataset_dir / split}: {count} examples in {len(shards)} shard(s), {DATASET_MANIFEST} "
                             f"lists {info['examples']}")
 
 
