@@ -103,7 +103,7 @@ def _records(path: Path, budget: _Budget) -> Iterator[bytes]:
             compressed = raw.read(2) == _GZIP_MAGIC
         with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
             for i in itertools.count():
-                record = _next_record(f, f"{path}: record {i}")
+                record = next_record(f, f"{path}: record {i}")
                 if record is None:
                     return
                 budget.spend(path, len(record))
@@ -112,7 +112,7 @@ def _records(path: Path, budget: _Budget) -> Iterator[bytes]:
         raise DataError(f"{path}: cannot read it, truncated or corrupt ({e})") from None
 
 
-def _next_record(f: BinaryIO, where: str) -> bytes | None:
+def next_record(f: BinaryIO, where: str) -> bytes | None:
     header = f.read(12)  # uint64 length, masked CRC-32C of the length; then the data and its masked CRC-32C
     if not header:
         return None

@@ -43,7 +43,7 @@ def _setup_logging(verbosity: int) -> None:
     logging.basicConfig(level=logging.DEBUG if verbosity > 0 else logging.WARNING,
                         format="%(asctime)s %(levelname).1s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
     ours = logging.INFO if verbosity == 0 else (logging.WARNING if verbosity < 0 else logging.DEBUG)
-    for name in ("tokenlearner", "components", "pipeline", "trainer"):
+    for name in ("tokenlearner", "components", "pipeline", "trainer", "inference"):
         logging.getLogger(name).setLevel(ours)
     noisy = ("apache_beam", "tensorflow", "tfx", "tensorflow_transform", "ml_metadata")
     absl = logging.getLogger("absl")
@@ -181,13 +181,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_arguments(p)
     p.set_defaults(func=predict.run_from_args)
 
+    from pipeline.cli import infer as infer_cli  # the work is in inference/ (Beam and TensorFlow: imported when run)
+
+    p = sub.add_parser("infer", help="batch predictions on Beam: classify a folder, .tar.gz, TFRecords or gs:// "
+                                     "bucket of images into sharded JSON lines or CSV",
+                       description=infer_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    infer_cli.add_arguments(p)
+    p.set_defaults(func=infer_cli.run_from_args)
+
     from pipeline.cli import remote as remote_cli  # the work is in kubeflow_runner.py / vertex_runner.py
 
     p = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines v2 or Vertex AI (offline)")
     remote_cli.add_arguments(p, submit=False)
     p.set_defaults(func=remote_cli.compile_from_args)
 
-    p = sub.add_parser("submit", help="compile and submit the pipeline to Vertex AI Pipelines (--dry-run: print)")
+    p = sub.add_parser("submit", help="compile and submit the pipeline to Vertex AI Pipelines or Kubeflow Pipelines, "
+                                      "once or on a --schedule (--dry-run: print what would be sent)")
     remote_cli.add_arguments(p, submit=True)
     p.set_defaults(func=remote_cli.submit_from_args)
 

@@ -3,14 +3,17 @@
 Shared by every subcommand:
   0    EXIT_OK           done (`run`: a model was pushed; `predict`: every file was classified)
   2    EXIT_USAGE        bad arguments, input or settings, named in one line; nothing was run (`predict` also: no
-                         SavedModel at --model, or the server does not know the model, version or label)
+                         SavedModel at --model, or the server does not know the model, version or label; `infer`
+                         also: no SavedModel at --model, no images at --data, --out not empty)
   130  EXIT_INTERRUPTED  Ctrl-C
 
 Exit 1 and 3 mean different things for `run` and for `predict`, so each meaning has its own name:
   1    EXIT_PIPELINE_FAILED  `run`: a pipeline component failed (bad data included)
-  1    EXIT_SOME_FAILED      `predict`: some files or folders failed (each reported); the others were classified
+  1    EXIT_SOME_FAILED      `predict`: some files or folders failed (each reported); the others were classified;
+                             `infer`: some images are in the errors output (errors-*.jsonl, each with its reason)
   3    EXIT_NOT_PUSHED       `run`: the run finished but the Evaluator did not bless the model, so it was not pushed
   3    EXIT_UNREACHABLE      `predict`: the server could not be reached, or kept failing, after the retries
+  3    EXIT_JOB_FAILED       `infer`: the Beam job failed (runner or worker error); the outputs are incomplete
 
 No imports: the serving client (serving_client/predict.py) uses these without loading the CLI.
 """
@@ -23,3 +26,4 @@ EXIT_NOT_PUSHED = 3
 
 EXIT_SOME_FAILED = 1
 EXIT_UNREACHABLE = 3
+EXIT_JOB_FAILED = 3
