@@ -16,13 +16,16 @@ cloud = tfx.extensions.google_cloud_ai_platform
 
 
 def vertex_training_args(config: PipelineConfig) -> dict[str, Any]:
-    """The CustomJob the TFX extension submits: one worker on `config.vertex.machine_spec()` running the pipeline
-    image (the extension replaces the container command with its own Trainer executor entry point)."""
-    job_spec: dict[str, Any] = {"worker_pool_specs": [{
-        "machine_spec": config.vertex.machine_spec(),
-        "replica_count": 1,
-        "container_spec": {"image_uri": config.image},
-    }]}
+    """The CustomJob the TFX extension submits: its worker pools (`config.vertex.worker_pools()`: the chief alone,
+    or the chief and `trainer_workers - 1` workers), each running the pipeline image.
+
+    The extension (tfx/extensions/google_cloud_ai_platform/training_clients.py, VertexJobClient) replaces every
+    pool's container command with its own Trainer executor entry point, so every replica runs run_fn; Vertex AI gives
+    each the TF_CONFIG of its task (pool 0 `chief`, pool 1 `worker`), from which run_fn builds
+    MultiWorkerMirroredStrategy (trainer/cluster.py)."""
+    job_spec: dict[str, Any] = {"worker_pool_specs": [
+        {"machine_spec": machine_spec, "replica_count": replicas, "container_spec": {"image_uri": config.image}}
+        for replicas, machine_spec in config.vertex.worker_pools()]}
     if config.vertex.service_account:
         job_spec["service_account"] = config.vertex.service_account
     return {"project": config.vertex.project, "job_spec": job_spec, "labels": config.vertex.label_dict}

@@ -1,6 +1,7 @@
 """Compiling for Kubeflow Pipelines v2 and Vertex AI, offline: the spec is a valid KFP v2 pipeline spec, has every
 component in DAG order, runs every executor in the configured image with the configured cpu/memory (and the
-Trainer's accelerator when asked), carries the Beam profile and the Vertex training machine; the module paths and
+Trainer's accelerator when asked), carries the Beam profile and the Vertex training machine (or, with
+`--set trainer_workers=N`, a chief pool and a pool of N - 1 workers); the module paths and
 the packaged schema it names resolve in the installed package; the Vertex dry run sends nothing.
 
 Not covered here (too slow for CI): building a fresh venv from requirements.lock and importing the module paths in
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from google.cloud import aiplatform_v1
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -153,6 +155,64 @@ def test_vertex_spec_carries_the_training_job_machine_spec(vertex_job):
     assert _param(spec, "Trainer", "run_fn") == RUN_FN
 
 
+def _vertex_custom_job(training_args: dict) -> aiplatform_v1.CustomJob:
+    """The CustomJob TFX 1.16's Vertex Trainer would send for these training args: its own
+    `VertexJobClient.create_training_job` (the method that sets each pool's container command; no API client is
+    created, so nothing is sent), converted strictly into the aiplatform v1 message `JobServiceClient.create_custom_job`
+    sends (an unknown or misspelt field fails)."""
+    from tfx.extensions.google_cloud_ai_platform import training_clients
+
+    client = object.__new__(training_clients.VertexJobClient)  # no __init__: it would build a gRPC client
+    job = client.create_training_job({}, {}, {"custom_config": "{}"}, "tfx.components.trainer.executor.GenericExecutor",
+                                     json.loads(json.dumps(training_args)), None, None)
+    return aiplatform_v1.CustomJob(job)
+
+
+def test_trainer_workers_4_puts_a_chief_and_3_workers_in_the_vertex_training_job(tmp_path):
+    """The issue's command: pool 0 is the chief (Vertex's primary replica, `chief` in TF_CONFIG), pool 1 the 3 workers
+    (`worker`); the workers get their own machine type and the same GPUs as the chief (per replica). Each replica of
+    both pools runs the TFX Trainer executor in the pipeline image: the extension sets the command of every pool."""
+    job = _compile(tmp_path, "vertex", "--set", "vertex_project=proj", "--set", "vertex_training=true",
+                   "--set", "trainer_workers=4", "--set", "vertex_machine_type=n1-standard-16",
+                   "--set", "vertex_worker_machine_type=n1-standard-8",
+                   "--set", "vertex_accelerator_type=NVIDIA_TESLA_T4", "--set", "vertex_accelerator_count=1")
+    spec = _spec(job)
+    custom = json.loads(_param(spec, "Trainer", "custom_config"))
+    chief, workers = custom["ai_platform_training_args"]["job_spec"]["worker_pool_specs"]
+    gpu = {"accelerator_type": "NVIDIA_TESLA_T4", "accelerator_count": 1}
+    assert chief == {"machine_spec": {"machine_type": "n1-standard-16", **gpu}, "replica_count": 1,
+                     "container_spec": {"image_uri": IMAGE}}
+    assert workers == {"machine_spec": {"machine_type": "n1-standard-8", **gpu}, "replica_count": 3,
+                       "container_spec": {"image_uri": IMAGE}}
+    assert "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor" in \
+        _executors(spec)["Trainer_executor"].container.args
+
+    custom_job = _vertex_custom_job(custom["ai_platform_training_args"])
+    pools = custom_job.job_spec.worker_pool_specs
+    assert [(p.replica_count, p.machine_spec.machine_type, p.machine_spec.accelerator_count) for p in pools] == [
+        (1, "n1-standard-16", 1), (3, "n1-standard-8", 1)]
+    for pool in pools:
+        assert pool.container_spec.image_uri == IMAGE
+        assert list(pool.container_spec.command[:5]) == [
+            "python", "-m", "tfx.scripts.run_executor", "--executor_class_path",
+            "tfx.components.trainer.executor.GenericExecutor"]
+
+
+def test_one_trainer_machine_is_a_single_pool_without_workers(vertex_job):
+    custom = json.loads(_param(_spec(vertex_job), "Trainer", "custom_config"))
+    (pool,) = _vertex_custom_job(custom["ai_platform_training_args"]).job_spec.worker_pool_specs
+    assert pool.replica_count == 1 and pool.machine_spec.machine_type == "n1-standard-16"
+
+
+def test_kubeflow_can_run_the_worker_pools_through_a_vertex_training_job(tmp_path):
+    """On Kubeflow the Trainer pod only submits the Vertex AI custom job (vertex_training=true), which has the pools."""
+    job = _compile(tmp_path, "kubeflow", "--set", "vertex_project=proj", "--set", "vertex_training=true",
+                   "--set", "trainer_workers=2")
+    custom = json.loads(_param(_spec(job), "Trainer", "custom_config"))
+    pools = custom["ai_platform_training_args"]["job_spec"]["worker_pool_specs"]
+    assert [p["replica_count"] for p in pools] == [1, 1]
+
+
 def test_kubeflow_yaml_is_what_the_kfp_client_uploads(tmp_path):
     out = tmp_path / "pipeline.yaml"
     assert cli.main(["compile", "--target", "kubeflow", "--preset", "tiny", "--out", str(out), *REMOTE]) == 0
@@ -228,6 +288,15 @@ def test_vertex_submit_sends_the_job_with_the_service_account(tmp_path, monkeypa
       "--set", "vertex_accelerator_count=2"], "vertex_accelerator_type/vertex_accelerator_count"),
     (["compile", "--target", "vertex", "--set", "vertex_project=p", "--set", "vertex_labels=Team=x"],
      "vertex_labels"),
+    # Worker pools exist only in a Vertex AI custom training job: not in-pipeline, not as a Kubeflow pod.
+    (["compile", "--target", "vertex", "--set", "vertex_project=p", "--set", "trainer_workers=4"],
+     "trainer_workers: 4 machines need vertex_training=true"),
+    (["compile", "--target", "kubeflow", "--set", "trainer_workers=4"],
+     "trainer_workers: 4 machines need vertex_training=true"),
+    (["compile", "--target", "vertex", "--set", "vertex_project=p", "--set", "vertex_training=true",
+      "--set", "trainer_workers=0"], "trainer_workers: expected >= 1"),
+    (["compile", "--target", "vertex", "--set", "vertex_project=p", "--set", "vertex_training=true",
+      "--set", "vertex_worker_machine_type=n1-standard-8"], "vertex_worker_machine_type: 'n1-standard-8' given but"),
 ])
 def test_bad_vertex_settings_exit_2_naming_the_field(args, match, tmp_path, capsys):
     assert cli.main([*args, "--out", str(tmp_path / "x.json"), *REMOTE]) == 2

@@ -1,6 +1,8 @@
 """`tokenlearner compile` and `tokenlearner submit`: their arguments, the config they build, and what they print
-(each task's container limits as the compiled spec carries them).
+(each task's container limits as the compiled spec carries them; what was, or with --dry-run would be, sent).
 
+`submit --schedule CRON` makes the submission recurring: a Vertex AI pipeline schedule, or a Kubeflow Pipelines
+recurring run; the cron is checked (pipeline/config/schedule.py) before anything is read, compiled or sent.
 The work itself is in pipeline/kubeflow_runner.py and pipeline/vertex_runner.py.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Optional
 import yaml
 
 from pipeline import config as config_lib
+from pipeline.config import schedule as schedule_lib
 from pipeline.cli import options
 from pipeline.cli.exit_codes import EXIT_OK
 from trainer.contract import DATASET_MANIFEST
@@ -22,6 +25,7 @@ from trainer.contract import DATASET_MANIFEST
 log = logging.getLogger(__name__)
 
 TARGETS = ("kubeflow", "vertex")
+KFP_ENDPOINT_ENV = "KF_PIPELINES_ENDPOINT"  # the variable kfp.Client itself reads for its host
 
 
 def add_arguments(p: argparse.ArgumentParser, submit: bool) -> None:
@@ -29,6 +33,10 @@ def add_arguments(p: argparse.ArgumentParser, submit: bool) -> None:
         p.add_argument("--target", required=True, choices=TARGETS,
                        help="kubeflow: KFP v2 spec (.yaml for `kfp run create`, .json); vertex: also checks the "
                             "Vertex settings (project, gs:// paths)")
+    else:
+        p.add_argument("--target", default="vertex", choices=TARGETS,
+                       help="vertex (default): Vertex AI Pipelines (--set vertex_project=...); kubeflow: a Kubeflow "
+                            "Pipelines API server (--host)")
     p.add_argument("--image", required=True,
                    help="container image built from deploy/Dockerfile; every component (and Dataflow/Vertex "
                         "training workers) runs it")
@@ -42,8 +50,22 @@ def add_arguments(p: argparse.ArgumentParser, submit: bool) -> None:
     options.add_settings_arguments(
         p, set_help="any config field, e.g. --set vertex_project=p --set beam_temp_location=gs://b/tmp")
     if submit:
+        p.add_argument("--schedule", metavar="CRON",
+                       help="submit on a schedule instead of once: 5-field unix cron 'minute hour day-of-month month "
+                            "day-of-week', e.g. '0 3 * * *' (daily at 03:00); vertex: optionally after "
+                            "TZ=<IANA zone>; kubeflow: UTC, sent as 6 fields with seconds 0. Creates a Vertex "
+                            "pipeline schedule / a KFP recurring run (one run at a time)")
+        p.add_argument("--host", default=os.environ.get(KFP_ENDPOINT_ENV), metavar="URL",
+                       help=f"kubeflow: the Kubeflow Pipelines API endpoint (default: ${KFP_ENDPOINT_ENV}), e.g. "
+                            "http://localhost:8080 after `kubectl port-forward -n kubeflow svc/ml-pipeline 8080:8888`")
+        p.add_argument("--namespace", default=None,
+                       help="kubeflow: your namespace on a multi-user Kubeflow (default: the client's)")
+        p.add_argument("--experiment", default=None,
+                       help="kubeflow: experiment that groups the runs, created if missing (default: the pipeline "
+                            "name)")
         p.add_argument("--dry-run", action="store_true",
-                       help="build the Vertex PipelineJob and print it; send nothing")
+                       help="build what would be sent (the Vertex PipelineJob or schedule, the KFP requests) with "
+                            "the real clients and print it; send nothing")
 
 
 def build_config(args) -> config_lib.PipelineConfig:
@@ -92,14 +114,74 @@ def compile_from_args(args) -> int:
 
 
 def submit_from_args(args) -> int:
-    from pipeline import vertex_runner
+    from pipeline import kubeflow_runner, vertex_runner
 
+    # Checked before the dataset's manifest is read or anything is compiled: a bad cron costs nothing.
+    cron = schedule_lib.parse(args.schedule) if args.schedule is not None else None
+    if args.target == "kubeflow":
+        if cron is not None:
+            cron.for_kubeflow()  # refuses a time zone prefix, which Kubeflow would not honour
+        if not args.host:
+            raise config_lib.ConfigError(f"--host: required for --target kubeflow (the Kubeflow Pipelines API "
+                                         f"endpoint, e.g. http://localhost:8080), or set ${KFP_ENDPOINT_ENV}")
+        if args.out and not args.out.endswith((".yaml", ".yml")):
+            raise config_lib.ConfigError(f"--out: Kubeflow Pipelines takes the PipelineSpec YAML (e.g. "
+                                         f"pipeline.yaml), got {args.out!r}")
+    else:
+        given = [flag for flag, value in (("--experiment", args.experiment), ("--namespace", args.namespace)) if value]
+        if given:
+            raise config_lib.ConfigError(f"{given[0]}: only for --target kubeflow (Vertex AI has no experiments or "
+                                         "namespaces to submit into)")
     config = build_config(args)
-    out = args.out or os.path.join(tempfile.mkdtemp(prefix="tokenlearner-"), "pipeline.json")
+    suffix = ".yaml" if args.target == "kubeflow" else ".json"  # KFP's client uploads the PipelineSpec YAML
+    out = args.out or os.path.join(tempfile.mkdtemp(prefix="tokenlearner-"), f"pipeline{suffix}")
+    if args.target == "kubeflow":
+        kubeflow_runner.compile_spec(config, out)
+        target = kubeflow_runner.KubeflowTarget(host=args.host, experiment=args.experiment or config.pipeline_name,
+                                                namespace=args.namespace)
+        sent = kubeflow_runner.submit(config, out, target, cron=cron, dry_run=args.dry_run)
+        print(json.dumps(describe_kubeflow(sent, target, cron, out, sent_for_real=not args.dry_run), indent=2))
+        return EXIT_OK
     vertex_runner.compile_spec(config, out)
-    job = vertex_runner.submit(config, out, dry_run=args.dry_run)
-    print(json.dumps(describe(job, config, out, sent=not args.dry_run), indent=2))
+    if cron is None:
+        job = vertex_runner.submit(config, out, dry_run=args.dry_run)
+        print(json.dumps(describe(job, config, out, sent=not args.dry_run), indent=2))
+        return EXIT_OK
+    schedule, request = vertex_runner.create_schedule(config, out, cron, dry_run=args.dry_run)
+    print(json.dumps(describe_vertex_schedule(schedule, request, config, out, sent=not args.dry_run), indent=2))
     return EXIT_OK
+
+
+def describe_vertex_schedule(schedule, request: dict, config: config_lib.PipelineConfig, spec_path: str,
+                             sent: bool) -> dict:
+    """What `submit --schedule` prints for Vertex AI: the CreateScheduleRequest as built, its pipeline job summed up
+    (the spec itself is the compiled file)."""
+    body = dict(request["schedule"])
+    job = dict(body.pop("createPipelineJobRequest")["pipelineJob"])
+    spec = job.pop("pipelineSpec")
+    return {
+        "sent": sent, "name": schedule.resource_name, "parent": request["parent"], "schedule": body,
+        "template_path": spec_path, "pipeline_job": {**job, "pipeline": spec["pipelineInfo"]["name"],
+                                                     "tasks": sorted(spec["root"]["dag"]["tasks"])},
+        "service_account": config.vertex.service_account or "(project default)",
+    }
+
+
+def describe_kubeflow(sent: list[dict], target, cron: Optional[schedule_lib.CronSchedule], spec_path: str,
+                      sent_for_real: bool) -> dict:
+    """What `submit --target kubeflow` prints: every request kfp.Client made, in order; the creation's pipeline spec
+    summed up (the spec itself is the compiled file)."""
+    requests = []
+    for request in sent:
+        body = request["body"]
+        if isinstance(body, dict) and "pipeline_spec" in body:
+            spec = body["pipeline_spec"]
+            body = {**body, "pipeline_spec": {"pipeline": spec["pipelineInfo"]["name"],
+                                              "tasks": sorted(spec["root"]["dag"]["tasks"])}}
+        requests.append({"method": request["method"], "url": request["url"], **({"body": body} if body else {})})
+    return {"sent": sent_for_real, "host": target.host, "experiment": target.experiment,
+            "schedule": None if cron is None else {"given": cron.expression, "cron_expression": cron.for_kubeflow()},
+            "template_path": spec_path, "requests": requests}
 
 
 def describe(job, config: config_lib.PipelineConfig, spec_path: str, sent: bool) -> dict:

@@ -7,6 +7,7 @@
 - metadata.py: `MetadataConfig`, where ML Metadata lives (SQLite or MySQL) and its connection;
 - vertex.py: `VertexConfig`, Vertex AI Pipelines and custom-training settings;
 - resources.py: `ResourcesConfig`, each component's container cpu/memory (and the Trainer's GPUs) on Kubeflow/Vertex;
+- schedule.py: `CronSchedule`, the `submit --schedule` cron, checked and converted per backend (Vertex, Kubeflow);
 - errors.py: `ConfigError`, raised by every section with the field's name;
 - schema/schema.pbtxt: the curated schema every split is validated against (the default `schema_path`).
 

@@ -147,6 +147,10 @@ class PipelineConfig:
 # Settings sections besides `trainer`: `--set <section>_<field>=v` or `--set <section>.<field>=v` reach them.
 _SECTIONS: dict[str, type] = {"beam": BeamConfig, "metadata": MetadataConfig, "vertex": VertexConfig,
                               "resources": ResourcesConfig}
+# Section fields also reachable by a bare name: `--set trainer_workers=4` sizes the Vertex AI training job, so it
+# lives in VertexConfig, but reads as what it counts. A table, not a search of every section: `--set project=` must
+# not silently pick one.
+_SHORT_NAMES: dict[str, tuple[str, str]] = {"trainer_workers": ("vertex", "trainer_workers")}
 
 
 def _tuples(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -200,8 +204,8 @@ def _coerce(field_type: Any, raw: str, name: str) -> Any:
 def apply_overrides(config: PipelineConfig, overrides: Mapping[str, str]) -> PipelineConfig:
     """`{"epochs": "1", "accuracy_floor": "0.3", "trainer.num_tokens": "8"}` -> a new config.
 
-    A bare name is looked up in the pipeline fields first, then as `<section>_<field>` (beam_profile,
-    metadata_host, vertex_project), then in the trainer fields; `<section>.<field>` names a section explicitly."""
+    A bare name is looked up in the pipeline fields first, then in `_SHORT_NAMES` (trainer_workers), then as
+    `<section>_<field>` (beam_profile, metadata_host, vertex_project), then in the trainer fields; `<section>.<field>` names a section explicitly."""
     top = typing.get_type_hints(PipelineConfig)
     sections = {"trainer": TrainerConfig, **_SECTIONS}
     hints = {name: typing.get_type_hints(cls) for name, cls in sections.items()}
@@ -221,12 +225,15 @@ def apply_overrides(config: PipelineConfig, overrides: Mapping[str, str]) -> Pip
         elif key in plain:
             top_values[key] = _coerce(top[key], raw, key)
             continue
+        elif key in _SHORT_NAMES:
+            section, name = _SHORT_NAMES[key]
         else:
             section, _, name = key.partition("_")
             if section not in _SECTIONS or name not in hints[section]:
                 section, name = "trainer", key
             if name not in hints[section]:
-                known = plain | set(hints["trainer"]) | {f"{s}_{f}" for s in _SECTIONS for f in hints[s]}
+                known = (plain | set(hints["trainer"]) | set(_SHORT_NAMES)
+                         | {f"{s}_{f}" for s in _SECTIONS for f in hints[s]})
                 raise ConfigError(f"{key}: unknown setting; known: {sorted(known)}")
         section_values[section][name] = _coerce(hints[section][name], raw, key)
     try:

@@ -1,4 +1,5 @@
-"""Vertex AI settings: where `tokenlearner submit` sends the pipeline, and optional Vertex custom training.
+"""Vertex AI settings: where `tokenlearner submit` sends the pipeline, and optional Vertex custom training (one
+machine, or a chief and workers training together).
 
 Plain data; the Vertex runner (pipeline/vertex_runner.py) and the Trainer component (components/trainer_component.py)
 read it.
@@ -28,12 +29,29 @@ class VertexConfig:
     training: bool = False
     machine_type: str = "n1-standard-8"  # training machine
     accelerator_type: str = ""  # e.g. NVIDIA_TESLA_T4, NVIDIA_L4; "" = CPU only
-    accelerator_count: int = 0  # GPUs on the machine; >1 makes run_fn train with MirroredStrategy
+    accelerator_count: int = 0  # GPUs on each machine; >1 makes run_fn train with MirroredStrategy
+    # Machines of the training job (`--set trainer_workers=4`): 1 = one machine; N > 1 = worker pool 0 with the chief
+    # (1 replica) and worker pool 1 with N - 1 workers, all training one model with MultiWorkerMirroredStrategy.
+    trainer_workers: int = 1
+    # Machine type of the N - 1 workers; "" = machine_type, as the chief. Their accelerators are the chief's
+    # (accelerator_type x accelerator_count on every replica): MultiWorkerMirroredStrategy all-reduces across
+    # identical replicas.
+    worker_machine_type: str = ""
 
     def __post_init__(self) -> None:
         _ = self.label_dict  # validates the labels
         if self.accelerator_count < 0:
             raise ConfigError(f"vertex_accelerator_count: expected >= 0, got {self.accelerator_count}")
+        if self.trainer_workers < 1:
+            raise ConfigError(f"trainer_workers: expected >= 1 (machines of the training job), got "
+                              f"{self.trainer_workers}")
+        if self.trainer_workers > 1 and not self.training:
+            raise ConfigError(f"trainer_workers: {self.trainer_workers} machines need vertex_training=true: only a "
+                              "Vertex AI custom training job has worker pools (in a Kubeflow or in-pipeline run the "
+                              "Trainer is one container)")
+        if self.worker_machine_type and self.trainer_workers == 1:
+            raise ConfigError(f"vertex_worker_machine_type: {self.worker_machine_type!r} given but trainer_workers=1 "
+                              "(no workers besides the chief)")
         if bool(self.accelerator_type) != bool(self.accelerator_count):
             raise ConfigError("vertex_accelerator_type/vertex_accelerator_count: set both (e.g. NVIDIA_TESLA_T4 "
                               f"and 1) or neither; got {self.accelerator_type!r} and {self.accelerator_count}")
@@ -53,9 +71,18 @@ class VertexConfig:
             out[key] = value
         return out
 
-    def machine_spec(self) -> dict[str, object]:
-        """Vertex `MachineSpec` of the training job."""
-        spec: dict[str, object] = {"machine_type": self.machine_type}
+    def machine_spec(self, machine_type: str = "") -> dict[str, object]:
+        """Vertex `MachineSpec` of one replica of the training job (`machine_type` "" = the chief's)."""
+        spec: dict[str, object] = {"machine_type": machine_type or self.machine_type}
         if self.accelerator_count:
             spec.update(accelerator_type=self.accelerator_type, accelerator_count=self.accelerator_count)
         return spec
+
+    def worker_pools(self) -> list[tuple[int, dict[str, object]]]:
+        """(replica_count, MachineSpec) of each worker pool, in Vertex's order: pool 0 is the chief (Vertex's primary
+        replica, `chief` in TF_CONFIG, replica count 1), pool 1 the other `trainer_workers - 1` (`worker`), as
+        the aiplatform SDK's own chief-and-workers layout (utils/worker_spec_utils.py, `chief_worker_pool`)."""
+        pools = [(1, self.machine_spec())]
+        if self.trainer_workers > 1:
+            pools.append((self.trainer_workers - 1, self.machine_spec(self.worker_machine_type)))
+        return pools
