@@ -175,3 +175,92 @@ def test_an_xla_compiled_step_trains_like_the_plain_one():
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-4)
     for with_xla, without in zip(results[True][1], results[False][1]):
         np.testing.assert_allclose(with_xla, without, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------ multi-worker training
+
+def _tf_config(cluster_spec: dict, task_type: str, index: int) -> str:
+    import json
+
+    return json.dumps({"cluster": cluster_spec, "task": {"type": task_type, "index": index}})
+
+
+def test_tf_config_of_several_workers_numbers_them_chief_first():
+    from trainer import cluster
+
+    spec = {"chief": ["host0:2222"], "worker": ["host1:2222", "host2:2222"]}
+    chief = cluster.parse(_tf_config(spec, "chief", 0))
+    second = cluster.parse(_tf_config(spec, "worker", 1))
+    assert (chief.num_workers, chief.is_chief, chief.describe()) == (3, True, "worker 0 of 3 (chief)")
+    assert (second.is_chief, second.describe(), second.address) == (False, "worker 2 of 3", "host2:2222")
+    assert second.peers() == ["worker 0 of 3 (chief, host0:2222)", "worker 1 of 3 (host1:2222)"]
+    # Without a chief task, worker 0 is the chief (TensorFlow's rule).
+    first = cluster.parse(_tf_config({"worker": ["a:1", "b:2"]}, "worker", 0))
+    assert first.is_chief and first.peers() == ["worker 1 of 2 (b:2)"]
+
+
+@pytest.mark.parametrize("text", [None, "", _tf_config({"worker": ["a:1"]}, "worker", 0)])
+def test_no_tf_config_or_a_single_worker_trains_as_one_process(text):
+    from trainer import cluster
+
+    assert cluster.from_env({} if text is None else {"TF_CONFIG": text}) is None
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("{not json", "TF_CONFIG: expected JSON"),
+    (_tf_config({"worker": ["a:1", "b:2"], "ps": ["c:3"]}, "worker", 0), "'ps' tasks: parameter servers"),
+    (_tf_config({"worker": ["a:1", "b:2"], "evaluator": ["c:3"]}, "worker", 0), "'evaluator' tasks"),
+    (_tf_config({"worker": ["a:1", "b:2"]}, "chief", 0), "task.type: expected one of ['worker'], got 'chief'"),
+    (_tf_config({"worker": ["a:1", "b:2"]}, "worker", 2), "task.index: expected 0..1"),
+    (_tf_config({"worker": ["a", "b:2"]}, "worker", 0), "cluster.worker: expected a list of 'host:port'"),
+])
+def test_a_malformed_tf_config_is_one_line_naming_the_field(text, expected):
+    from trainer import cluster
+
+    with pytest.raises(ValueError) as error:
+        cluster.parse(text)
+    assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_dead_peer_is_named_in_one_line():
+    """The message TensorFlow 2.16 raised in the chief when worker 1 was SIGKILLed (tests/test_multi_worker.py)."""
+    from trainer import cluster
+
+    workers = cluster.parse(_tf_config({"worker": ["localhost:5001", "localhost:5002"]}, "worker", 0))
+    error = tf.errors.UnavailableError(None, None, (
+        "{{function_node __wrapped__CollectiveReduceV2_Nordering_token_1_device_/job:worker/replica:0/task:0/"
+        "device:CPU:0}} Collective ops is aborted by: failed to connect to all addresses\n"
+        "Additional GRPC error information from remote target /job:worker/replica:0/task:1 while calling "
+        "/tensorflow.WorkerService/RecvBuf:\n:{\"created\":\"@1796476254.659357343\"}"))
+    assert str(distribute.peer_failure(workers, error)) == (
+        "worker 0 of 2 (chief): worker 1 of 2 (localhost:5002) stopped answering: UnavailableError: Collective ops "
+        "is aborted by: failed to connect to all addresses (restart every worker to resume from the last finished "
+        "epoch)")
+    # A message that names no task: every peer is named.
+    worker = cluster.parse(_tf_config({"worker": ["localhost:5001", "localhost:5002"]}, "worker", 1))
+    message = str(distribute.peer_failure(worker, tf.errors.DeadlineExceededError(None, None, "timed out")))
+    assert message.startswith("worker 1 of 2: worker 0 of 2 (chief, localhost:5001) stopped answering: "
+                              "DeadlineExceededError: timed out")
+
+
+def test_auto_leaves_xla_off_under_multi_worker_training():
+    assert str(distribute.choose_jit_compile("auto", FLOAT32, [], multi_worker=True)) == (
+        "off (auto: not measured with MultiWorkerMirroredStrategy)")
+    assert distribute.choose_jit_compile("on", FLOAT32, [], multi_worker=True).on
+
+
+def test_the_multi_worker_log_line_states_the_global_batch():
+    from trainer import cluster
+
+    workers = cluster.parse(_tf_config({"worker": ["a:1", "b:2"]}, "worker", 0))
+
+    class TwoReplicas:
+        num_replicas_in_sync = 2
+
+    assert distribute.describe_multi_worker(workers, TwoReplicas(), 64) == (
+        "multi-worker: worker 0 of 2 (chief), MultiWorkerMirroredStrategy, global batch 128 = 64 x 2 replicas")
+
+
+def test_by_example_sharding_is_set_explicitly():
+    ds = distribute.shard_by_example(tf.data.Dataset.range(4))
+    assert ds.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA

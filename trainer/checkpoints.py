@@ -3,6 +3,12 @@
 Everything lives in a backup folder keyed by what determines the result (trainer config, training data,
 Transform graph), outside the per-execution model_run dir, so re-running the same pipeline after a crash resumes
 at the last finished epoch instead of epoch 0. The folder is removed once the model is exported.
+
+Multi-worker training (MultiWorkerMirroredStrategy): every worker gets the same backup folder, and the chief's files
+are the ones kept and read. Keras' BackupAndRestore writes the chief's epoch state there and each other worker's
+into a `workertemp_<task>` sub-folder it deletes again; every worker restores from the chief's. The best epoch's
+weights are saved the same way (every worker saves: a checkpoint of distributed variables is a collective
+operation); the history and epoch times are the chief's alone.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from datetime import datetime, timezone
 
 import tensorflow as tf
 import tf_keras as keras
+from tf_keras.src.distribute import distributed_file_utils
 
 from trainer.contract import EPOCH_TIMES_COLUMNS, EPOCH_TIMES_FILE, HISTORY_FILE, trained_with
 
@@ -44,12 +51,16 @@ class BestWeights(keras.callbacks.Callback):
                 self.best = json.load(f)["value"]
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
+        value = (logs or {}).get(self.monitor)  # all-reduced: every worker decides alike
         if value is not None and value > self.best:
             self.best = value
-            self.model.save_weights(self.weights)
-            with tf.io.gfile.GFile(self.record, "w") as f:
-                json.dump({"value": float(value), "epoch": epoch + 1}, f)
+            strategy = self.model.distribute_strategy
+            # The chief writes `self.weights`; another worker of a multi-worker fit a temporary copy it deletes.
+            self.model.save_weights(distributed_file_utils.write_filepath(self.weights, strategy))
+            distributed_file_utils.remove_temp_dir_with_filepath(self.weights, strategy)
+            if strategy.extended.should_checkpoint:
+                with tf.io.gfile.GFile(self.record, "w") as f:
+                    json.dump({"value": float(value), "epoch": epoch + 1}, f)
 
 
 class EpochTimes(keras.callbacks.Callback):
@@ -97,24 +108,29 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def callbacks(directory: str, precision: str, jit_compile: str) -> list[keras.callbacks.Callback]:
+def callbacks(directory: str, precision: str, jit_compile: str, chief: bool = True) -> list[keras.callbacks.Callback]:
     """The callbacks that keep a fit's state in `directory`; `precision` and `jit_compile` ("on" | "off") are what
-    this execution trains with, recorded per epoch."""
+    this execution trains with, recorded per epoch. `chief`: False for the other workers of a multi-worker fit, which
+    keep no history or epoch times (the chief's are the fit's)."""
     tf.io.gfile.makedirs(directory)
     if tf.io.gfile.exists(f"{directory}/state"):
         log.info("resuming from the epoch checkpoint in %s", directory)
     return [
-        # Restores weights, optimizer state and the epoch counter at the start of fit.
+        # Restores weights, optimizer state and the epoch counter at the start of fit (multi-worker: the chief's).
         keras.callbacks.BackupAndRestore(f"{directory}/state", save_freq="epoch", delete_checkpoint=False),
         BestWeights(directory),
-        keras.callbacks.CSVLogger(f"{directory}/{HISTORY_FILE}", append=True),
-        EpochTimes(directory, precision, jit_compile),
+        *([keras.callbacks.CSVLogger(f"{directory}/{HISTORY_FILE}", append=True),
+           EpochTimes(directory, precision, jit_compile)] if chief else []),
     ]
 
 
-def finish(directory: str, model: keras.Model, model_run_dir: str) -> None:
-    """Loads the best epoch's weights into `model` and keeps the history and epoch times with the model run."""
+def finish(directory: str, model: keras.Model, model_run_dir: str, chief: bool = True) -> None:
+    """Loads the best epoch's weights into `model` and (the chief) keeps the history and epoch times with the model
+    run. In a multi-worker fit, call it after every worker finished fitting (the chief writes the last best epoch
+    at the end of its fit)."""
     model.load_weights(f"{directory}/best/weights")
+    if not chief:
+        return
     for name in (HISTORY_FILE, EPOCH_TIMES_FILE):
         if tf.io.gfile.exists(f"{directory}/{name}"):
             tf.io.gfile.copy(f"{directory}/{name}", os.path.join(model_run_dir, name), overwrite=True)

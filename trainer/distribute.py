@@ -1,7 +1,11 @@
-"""How the Trainer uses the machine it gets: MirroredStrategy over several GPUs, the training precision, and
-whether XLA compiles the training step.
+"""How the Trainer uses the machines it gets: MirroredStrategy over several GPUs, MultiWorkerMirroredStrategy over
+several workers (TF_CONFIG), the training precision, and whether XLA compiles the training step.
 
-The same run_fn runs on one CPU (tests, local runs), on one GPU, and on a multi-GPU Vertex AI training machine.
+The same run_fn runs on one CPU (tests, local runs), on one GPU, on a multi-GPU Vertex AI training machine, and on
+several processes or machines that TF_CONFIG names (Vertex AI worker pools, `python -m trainer.worker`).
+Multi-worker training is synchronous data parallelism: every replica takes `batch_size` examples of each global batch
+(global batch = batch_size x replicas), gradients are summed over gRPC (ring all-reduce on CPUs), and every worker
+ends each step with the same weights. The learning rate is not scaled with the global batch.
 `precision=auto` picks the 16-bit format the hardware computes natively, because emulated 16-bit math is slower
 than float32: bfloat16 on CPUs with AVX512_BF16 (Zen 4, Cooper Lake and later Xeons) or AMX-BF16 (Sapphire Rapids),
 float16 on GPUs with tensor cores (compute capability >= 7.0), float32 everywhere else. `jit_compile=auto` turns XLA
@@ -12,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import re
 from typing import Callable, Iterator, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer.cluster import Cluster
 from trainer.config import TrainerConfig
 
 log = logging.getLogger(__name__)
@@ -112,12 +118,16 @@ class JitCompile:
         return f"{self.name} ({self.reason})"
 
 
-def choose_jit_compile(setting: str, precision: Precision, gpus: Sequence[object]) -> JitCompile:
+def choose_jit_compile(setting: str, precision: Precision, gpus: Sequence[object],
+                       multi_worker: bool = False) -> JitCompile:
     """XLA for `setting` (auto | on | off), training in `precision` on this machine. "auto" follows the
     measurements: float32 on a 2-core Zen 3 trained 1.15x (keras_io) to 1.48x (compact) faster with XLA; XLA's
-    own CPU kernels with bfloat16 and every GPU set-up are unmeasured, so they keep TensorFlow's kernels."""
+    own CPU kernels with bfloat16, every GPU set-up and multi-worker training (whose all-reduce would sit inside
+    the compiled step) are unmeasured, so they keep TensorFlow's kernels."""
     if setting != "auto":
         return JitCompile(setting == "on", f"jit_compile={setting}")
+    if multi_worker:
+        return JitCompile(False, "auto: not measured with MultiWorkerMirroredStrategy")
     if gpus:
         return JitCompile(False, "auto: not measured on GPUs")
     if precision.name != "float32":
@@ -126,31 +136,94 @@ def choose_jit_compile(setting: str, precision: Precision, gpus: Sequence[object
 
 
 def machine_jit_compile(cfg: TrainerConfig, precision: Precision,
-                        gpus: Optional[Sequence[object]] = None) -> JitCompile:
+                        gpus: Optional[Sequence[object]] = None, multi_worker: bool = False) -> JitCompile:
     """`cfg.jit_compile` resolved on this machine, logged as `jit_compile: ...`."""
     gpus = tf.config.list_physical_devices("GPU") if gpus is None else gpus
-    choice = choose_jit_compile(cfg.jit_compile, precision, gpus)
+    choice = choose_jit_compile(cfg.jit_compile, precision, gpus, multi_worker)
     log.info("jit_compile: %s", choice)
     return choice
 
 
-def choose_strategy(gpus: Sequence[object]) -> tf.distribute.Strategy:
-    """MirroredStrategy (synchronous data parallelism, one replica per GPU) when more than one GPU is visible;
-    the default strategy otherwise: one GPU or a CPU gains nothing from mirroring."""
+def choose_strategy(gpus: Sequence[object], cluster: Optional[Cluster] = None) -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy when TF_CONFIG names several workers (`cluster`, trainer/cluster.py); else
+    MirroredStrategy (synchronous data parallelism, one replica per GPU) when more than one GPU is visible; the
+    default strategy otherwise: one GPU or a CPU gains nothing from mirroring.
+
+    MultiWorkerMirroredStrategy must be created before the process runs any TensorFlow op: it turns the eager
+    context into a gRPC server of the cluster, and tensors or datasets made before live on the old local device
+    (run_fn creates it first thing). It waits here until every worker of the cluster has started."""
+    if cluster is not None:
+        # AUTO: NCCL between GPUs, ring all-reduce over gRPC between CPUs.
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=tf.distribute.cluster_resolver.TFConfigClusterResolver(),
+            communication_options=options)
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
+def shard_by_example(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`ds` sharded by example (AutoShardPolicy.DATA) across the workers of a MultiWorkerMirroredStrategy.
+
+    TensorFlow's default (AUTO) shards by file and falls back to examples only after failing to: an Examples split
+    is often one file (the tiny run's is), fewer than the workers. Every worker reads the whole split (the Trainer
+    caches it after the first epoch anyway) and keeps its slice of every global batch, so a global batch is the
+    same examples whatever the number of workers."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def describe_multi_worker(cluster: Cluster, strategy: tf.distribute.Strategy, batch_size: int) -> str:
+    """'multi-worker: worker 0 of 2 (chief), MultiWorkerMirroredStrategy, global batch 128 = 64 x 2 replicas'."""
+    replicas = strategy.num_replicas_in_sync
+    return (f"multi-worker: {cluster.describe()}, MultiWorkerMirroredStrategy, global batch {batch_size * replicas} "
+            f"= {batch_size} x {replicas} replicas")
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Returns once every worker of `strategy` got here: an all-reduce of one number."""
+    ones = strategy.run(lambda: tf.ones([]))
+    strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+
+
+# The errors a collective op or the coordination service raise when a peer is gone: its socket closed or refuses
+# (Unavailable: a killed worker, measured 0.1-0.3 s to fail the survivor on one machine), it missed the coordination
+# service's heartbeats (Unavailable after ~10 s: a frozen or cut-off worker), a collective timed out
+# (DeadlineExceeded), collectives were aborted (Cancelled, Aborted), or a peer restarted (FailedPrecondition).
+PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+               tf.errors.AbortedError, tf.errors.FailedPreconditionError)
+_FUNCTION_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")  # TensorFlow's prefix naming the failed op
+
+
+class PeerFailure(RuntimeError):
+    """A worker of a multi-worker fit stopped answering; the message is one line naming it."""
+
+
+def peer_failure(cluster: Cluster, error: Exception) -> PeerFailure:
+    """One line for the log and the exit: 'worker 0 of 2 (chief): worker 1 of 2 (localhost:23457) stopped answering:
+    UnavailableError: Collective ops is aborted by: Socket closed (restart every worker to resume ...)'.
+    Restarting every worker resumes from the last finished epoch (trainer/checkpoints.py)."""
+    text = str(getattr(error, "message", None) or error)
+    first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    first_line = _FUNCTION_NODE.sub("", first_line)[:200] or type(error).__name__
+    peers = " or ".join(cluster.peers_named_in(text))
+    return PeerFailure(f"{cluster.describe()}: {peers} stopped answering: {type(error).__name__}: {first_line} "
+                       f"(restart every worker to resume from the last finished epoch)")
+
+
 @contextlib.contextmanager
 def training_scope(cfg: TrainerConfig, gpus: Optional[Sequence[object]] = None,
-                   precision: Optional[Precision] = None) -> Iterator[tf.distribute.Strategy]:
-    """Build and compile the model inside this: the strategy's scope with the dtype policy of `precision`
-    (default: `machine_precision(cfg)`). Layers keep the policy they were built with, so the global policy is
-    restored on exit (other in-process components)."""
+                   precision: Optional[Precision] = None,
+                   strategy: Optional[tf.distribute.Strategy] = None) -> Iterator[tf.distribute.Strategy]:
+    """Build and compile the model inside this: the strategy's scope (`strategy`, default `choose_strategy(gpus)`)
+    with the dtype policy of `precision` (default: `machine_precision(cfg)`). Layers keep the policy they were built
+    with, so the global policy is restored on exit (other in-process components)."""
     gpus = tf.config.list_physical_devices("GPU") if gpus is None else gpus
     precision = precision or machine_precision(cfg, gpus)
-    strategy = choose_strategy(gpus)
+    strategy = strategy or choose_strategy(gpus)
     log.info("training on %d GPU(s): %s, %d replica(s), dtype policy %s", len(gpus), type(strategy).__name__,
              strategy.num_replicas_in_sync, precision.policy)
     previous = keras.mixed_precision.global_policy()

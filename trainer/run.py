@@ -6,16 +6,20 @@ from trainer/contract.py, which has no TensorFlow.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import shutil
+import tempfile
+from typing import Optional
 
 import tensorflow as tf
 import tf_keras as keras
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from trainer import checkpoints, distribute, export, flops, inputs
+from trainer import checkpoints, cluster, distribute, export, flops, inputs
 from trainer.config import TrainerConfig
 from trainer.contract import ASSETS_EXTRA, BACKUP_DIR_KEY, CLASS_NAMES_KEY, MODEL_NAME_KEY, TRAINER_CONFIG_KEY
 from trainer.contract import RUN_FN  # noqa: F401  (the path TFX loads `run_fn` by)
@@ -40,35 +44,95 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     `fn_args.serving_model_dir` the SavedModel of the best epoch with its serving signatures, and under its
     assets.extra/ the class names, model_stats.json and TF Serving warmup requests. Epoch checkpoints in the
     backup folder let a killed run resume; they are removed once the export is complete.
+
+    When TF_CONFIG names several workers (trainer/cluster.py), every worker calls this with the same FnArgs and
+    trains one replica of MultiWorkerMirroredStrategy; `cfg.batch_size` is the batch of each replica. The backup
+    folder must be one that every worker reads (gs://, a shared file system). Only the chief writes the folders
+    above; the others write the same files into a local temporary folder they delete. A worker that stops answering
+    makes the others raise `distribute.PeerFailure` (one line naming it) instead of waiting for it.
     """
+    workers = cluster.from_env()  # pure Python: no TensorFlow op may run before the strategy below exists
+    gpus = tf.config.list_physical_devices("GPU")  # listed once: the choices below see the same devices
+    strategy = distribute.choose_strategy(gpus, workers)  # multi-worker: waits for every worker to start
+    if workers is None:
+        _train_and_export(fn_args, strategy, gpus, workers)
+        return
+    cfg = TrainerConfig.from_dict(fn_args.custom_config[TRAINER_CONFIG_KEY])
+    log.info("%s", distribute.describe_multi_worker(workers, strategy, cfg.batch_size))
+    try:
+        _train_and_export(fn_args, strategy, gpus, workers)
+    except distribute.PEER_ERRORS as e:
+        failure = distribute.peer_failure(workers, e)
+        log.error("%s", failure)
+        raise failure from None
+
+
+def _train_and_export(fn_args: tfx.components.FnArgs, strategy: tf.distribute.Strategy, gpus: list,
+                      workers: Optional[cluster.Cluster]) -> None:
+    chief = workers is None or workers.is_chief
+    scratch = None if chief else tempfile.mkdtemp(prefix=f"tokenlearner-worker{workers.worker_id()}-")
+    if scratch:
+        log.info("%s is not the chief: it writes its model and logs into %s and removes them", workers.describe(),
+                 scratch)
+    try:
+        _fit_and_export(fn_args, strategy, gpus, workers,
+                        model_run_dir=fn_args.model_run_dir if chief else os.path.join(scratch, "model_run"),
+                        serving_model_dir=fn_args.serving_model_dir if chief else os.path.join(scratch, "serving"))
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fit_and_export(fn_args: tfx.components.FnArgs, strategy: tf.distribute.Strategy, gpus: list,
+                    workers: Optional[cluster.Cluster], model_run_dir: str, serving_model_dir: str) -> None:
+    """run_fn's work, writing into `model_run_dir` and `serving_model_dir` (a worker other than the chief: into its
+    temporary folder)."""
+    chief = workers is None or workers.is_chief
     cfg = TrainerConfig.from_dict(fn_args.custom_config[TRAINER_CONFIG_KEY])
     class_names = list(fn_args.custom_config[CLASS_NAMES_KEY])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = cfg.batch_size * replicas
     num_train, num_eval = inputs.count_examples(fn_args.train_files), inputs.count_examples(fn_args.eval_files)
-    train_ds = inputs.make_dataset(fn_args.train_files, tft_output, cfg, training=True, num_examples=num_train)
-    eval_ds = inputs.make_dataset(fn_args.eval_files, tft_output, cfg, training=False, num_examples=num_eval)
+    steps_per_epoch = -(-num_train // global_batch)
+    # Seeded before the input pipelines too (compile_model seeds the weights), so a multi-worker fit draws the random
+    # views a single process of its global batch draws. Exactly so only with TF_DETERMINISTIC_OPS=1: the views are
+    # drawn in a parallel map, whose threads otherwise take the random stream in whatever order they run.
+    keras.utils.set_random_seed(cfg.seed)
+    # The input pipelines batch global batches; a distributed fit splits each into the replicas' batches.
+    batched = dataclasses.replace(cfg, batch_size=global_batch)
+    train_ds = inputs.make_dataset(fn_args.train_files, tft_output, batched, training=True, num_examples=num_train)
+    eval_ds = inputs.make_dataset(fn_args.eval_files, tft_output, batched, training=False, num_examples=num_eval)
+    if workers is not None:
+        train_ds, eval_ds = distribute.shard_by_example(train_ds), distribute.shard_by_example(eval_ds)
 
-    gpus = tf.config.list_physical_devices("GPU")  # listed once: the three choices below see the same devices
     precision = distribute.machine_precision(cfg, gpus)  # logs "precision: bfloat16 (auto: avx512_bf16)"
-    jit_compile = distribute.machine_jit_compile(cfg, precision, gpus)  # logs "jit_compile: on (auto: ...)"
-    with distribute.training_scope(cfg, gpus, precision=precision):  # MirroredStrategy on >1 GPU; the dtype policy
-        model = compile_model(cfg, steps_per_epoch=-(-num_train // cfg.batch_size), jit_compile=jit_compile.on)
-    log.info("model %s: %d parameters; %d training / %d validation examples; config %s", model.name,
-             model.count_params(), num_train, num_eval, json.dumps(cfg.to_dict()))
+    # logs "jit_compile: on (auto: ...)"
+    jit_compile = distribute.machine_jit_compile(cfg, precision, gpus, multi_worker=workers is not None)
+    # MirroredStrategy on >1 GPU, MultiWorkerMirroredStrategy on several workers; the dtype policy
+    with distribute.training_scope(cfg, gpus, precision=precision, strategy=strategy):
+        model = compile_model(cfg, steps_per_epoch=steps_per_epoch, jit_compile=jit_compile.on)
+    log.info("model %s: %d parameters; %d training / %d validation examples; global batch %d; config %s", model.name,
+             model.count_params(), num_train, num_eval, global_batch, json.dumps(cfg.to_dict()))
     # model_stats.json: parameters, GFLOPs (two conventions), training precision and XLA
-    stats = flops.report(model, fn_args.model_run_dir, precision=str(precision), jit_compile=str(jit_compile))
+    stats = flops.report(model, model_run_dir, precision=str(precision), jit_compile=str(jit_compile))
     backup = checkpoints.backup_dir(
         fn_args.custom_config.get(BACKUP_DIR_KEY) or os.path.join(fn_args.model_run_dir, "backup"),
         cfg.to_dict(), fn_args.train_files, fn_args.transform_output)
     callbacks = [
-        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-        *checkpoints.callbacks(backup, precision.name, jit_compile.name),
-        ProgressLogger(cfg.epochs, steps_per_epoch=-(-num_train // cfg.batch_size)),
+        keras.callbacks.TensorBoard(log_dir=model_run_dir, update_freq="epoch"),
+        *checkpoints.callbacks(backup, precision.name, jit_compile.name, chief=chief),
+        ProgressLogger(cfg.epochs, steps_per_epoch=steps_per_epoch),
     ]
     model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
-    checkpoints.finish(backup, model, fn_args.model_run_dir)
-    export.export_serving_model(model, tft_output, cfg, class_names, fn_args.serving_model_dir)
-    flops.write(stats, os.path.join(fn_args.serving_model_dir, ASSETS_EXTRA))
-    export.write_warmup_requests(fn_args.serving_model_dir, fn_args.custom_config[MODEL_NAME_KEY],
+    if workers is not None:
+        distribute.barrier(strategy)  # the chief has written the last best epoch before anyone reads it
+    checkpoints.finish(backup, model, model_run_dir, chief=chief)
+    export.export_serving_model(model, tft_output, cfg, class_names, serving_model_dir)
+    flops.write(stats, os.path.join(serving_model_dir, ASSETS_EXTRA))
+    export.write_warmup_requests(serving_model_dir, fn_args.custom_config[MODEL_NAME_KEY],
                                  export.read_encoded_images(fn_args.eval_files, WARMUP_IMAGES))
-    checkpoints.remove(backup)
+    if workers is not None:
+        distribute.barrier(strategy)  # every worker has read the best epoch before the chief removes it
+    if chief:
+        checkpoints.remove(backup)

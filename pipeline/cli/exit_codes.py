@@ -14,6 +14,8 @@ Exit 1 and 3 mean different things for `run` and for `predict`, so each meaning 
   3    EXIT_NOT_PUSHED       `run`: the run finished but the Evaluator did not bless the model, so it was not pushed
   3    EXIT_UNREACHABLE      `predict`: the server could not be reached, or kept failing, after the retries
   3    EXIT_JOB_FAILED       `infer`: the Beam job failed (runner or worker error); the outputs are incomplete
+  1    EXIT_TRAINING_FAILED  `python -m trainer.worker`: training failed; a peer that stopped answering is one line
+                             on stderr naming it (`... worker 1 of 2 (host:port) stopped answering: ...`)
 
 No imports: the serving client (serving_client/predict.py) uses these without loading the CLI.
 """
@@ -27,3 +29,4 @@ EXIT_NOT_PUSHED = 3
 EXIT_SOME_FAILED = 1
 EXIT_UNREACHABLE = 3
 EXIT_JOB_FAILED = 3
+EXIT_TRAINING_FAILED = 1
