@@ -20,7 +20,6 @@ import os
 import re
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -32,23 +31,10 @@ import numpy as np  # noqa: E402
 import bench_data  # noqa: E402
 
 REPO = bench_data.REPO
+sys.path.insert(0, str(REPO))
+from tests.helpers import extract_cifar_test_jpegs  # noqa: E402
 PORTABLE = ["--beam-profile", "flink", "--set", "beam_job_endpoint=embed", "--set", "beam_environment_type=LOOPBACK"]
 FINAL = re.compile(r"infer: ([\d,]+) classified, ([\d,]+) errors -> .* \(([\d.]+) s, ([\d.]+) img/s\)")
-
-
-def extract(archive: str, dest: Path, per_class: int) -> list[Path]:
-    """The first `per_class` test JPEGs of each class (by file number) under dest/test/<class>/, bytes as stored."""
-    files = sorted(dest.glob("test/*/*.jpg"))
-    if len(files) == per_class * 10:
-        return files
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar:
-            parts = Path(member.name).parts
-            if member.isfile() and "test" in parts and int(Path(member.name).stem) < per_class:
-                out = dest / "test" / parts[-2] / parts[-1]
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(tar.extractfile(member).read())
-    return sorted(dest.glob("test/*/*.jpg"))
 
 
 def timed_cli(args: list[str], log: Path) -> tuple[float, str]:
@@ -110,7 +96,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/var/tmp/runs/bench_infer"))
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    files = extract(args.images, args.work / "images", args.per_class)
+    files = extract_cifar_test_jpegs(Path(args.images), args.work / "images", args.per_class)
     data, n = args.work / "images", len(files)
     print(f"# infer bench: {n:,} CIFAR-10 test JPEGs, model {args.model}\n\n{bench_data.machine()}\n")
 

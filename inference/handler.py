@@ -20,7 +20,6 @@ from typing import Any, Iterable, Optional, Sequence
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from serving_client.predict import tf_error_line  # TF's error -> the line that says why
 from trainer import serving_api
 from trainer.contract import CLASS_NAMES_ASSET
 
@@ -77,7 +76,7 @@ class ServingSignatureHandler(ModelHandler[bytes, PredictionResult, Any]):
         try:
             out = signature(**{serving_api.INPUT_KEY: tf.constant(list(batch), dtype=tf.string)})
         except tf.errors.OpError as e:  # InvalidArgument: not an image, or over the pixel limit; others: per batch
-            raise Rejected(tf_error_line(e.message)) from None
+            raise Rejected(serving_api.tf_error_line(e.message)) from None
         probabilities = out[serving_api.PROBABILITIES].numpy()
         class_ids = out[serving_api.CLASS_IDS].numpy()
         names = out[serving_api.CLASS_NAMES].numpy()

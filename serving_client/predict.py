@@ -210,7 +210,7 @@ class LocalBackend:
         try:
             out = self._signature(**{serving_api.INPUT_KEY: tf.constant(images, dtype=tf.string)})
         except tf.errors.InvalidArgumentError as e:
-            raise BadInput(tf_error_line(e.message)) from None
+            raise BadInput(serving_api.tf_error_line(e.message)) from None
         probabilities = out[serving_api.PROBABILITIES].numpy()
         class_ids = out[serving_api.CLASS_IDS].numpy()
         class_names = out[serving_api.CLASS_NAMES].numpy()
@@ -321,7 +321,7 @@ def _raise_bad_request(message: str, where: str) -> None:
 def _rest_error(error: urllib.error.HTTPError) -> str:
     """TF Serving answers errors as {"error": "..."}."""
     try:
-        return tf_error_line(str(json.loads(error.read())["error"]))
+        return serving_api.tf_error_line(str(json.loads(error.read())["error"]))
     except Exception:  # not JSON, or no "error": the status line is all there is
         return str(error.reason)
 
@@ -365,7 +365,7 @@ class GrpcBackend:
         try:
             response = self._stub.Predict(request, timeout=self._timeout_s)
         except self._grpc.RpcError as e:
-            code, details = e.code().name, tf_error_line(e.details() or "")
+            code, details = e.code().name, serving_api.tf_error_line(e.details() or "")
             if code in self._BAD_INPUT:
                 _raise_bad_request(details, self.description)
             if code in self._CONFIG:
@@ -542,17 +542,3 @@ def run(settings: PredictSettings, out=None, err=None) -> int:
                    "results": [r.to_dict() for r in results]}, out, indent=2)
         print(file=out)
     return EXIT_SOME_FAILED if any(r.error is not None for r in results) else EXIT_OK
-
-
-_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "File ", "[[")
-_FUNCTION_NODE = re.compile(r"^\{\{function_node [^}]*\}\}\s*")  # TF's prefix on errors raised in a function
-
-
-def tf_error_line(message: str) -> str:
-    """The line of a TensorFlow error that says what is wrong ("Unknown image file format. One of JPEG, PNG, GIF,
-    BMP required."), without the graph-execution preamble and node names TF and TF Serving wrap it in."""
-    for line in message.splitlines():
-        line = _FUNCTION_NODE.sub("", line.split("[[{{node")[0].strip())
-        if line and not line.startswith(_NOISE):
-            return line
-    return message.strip()

@@ -155,6 +155,22 @@ class ExportedModel:
     transform_dir: str  # tft.TFTransformOutput folder (what the Transform component writes)
 
 
+def extract_cifar_test_jpegs(archive: Path, dest: Path, per_class: int) -> list[Path]:
+    """dest/test/<class>/NNNN.jpg: the first `per_class` test JPEGs of each class (by file number) of the CIFAR-10
+    JPEG archive, bytes as stored; already there from an earlier call, they are not read again."""
+    files = sorted(dest.glob("test/*/*.jpg"))
+    if len(files) == per_class * len(CLASSES):
+        return files
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if member.isfile() and "test" in parts and int(Path(member.name).stem) < per_class:
+                out = dest / "test" / parts[-2] / parts[-1]
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(tar.extractfile(member).read())
+    return sorted(dest.glob("test/*/*.jpg"))
+
+
 def build_exported_model(root: Path, model_name: str = "tokenlearner", version: int = 1, n: int = 64,
                          warmup: int = 3) -> ExportedModel:
     """Transform analysis (tft_beam) on `n` synthetic 32x32 PNG examples, the `tiny` preset model compiled by

@@ -11,14 +11,13 @@ that noise (asserted, so the comparison cannot pass by luck).
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline import cli
-from tests.helpers import CLASSES, make_tar
+from tests.helpers import CLASSES, extract_cifar_test_jpegs, make_tar
 
 PORTABLE = ["--beam-profile", "flink", "--set", "beam_job_endpoint=embed", "--set", "beam_environment_type=LOOPBACK"]
 PER_CLASS = 20  # CIFAR-10 test JPEGs per class: 200 images
@@ -33,13 +32,7 @@ def infer(*args: str) -> int:
 def cifar_jpegs(shared_cifar, tmp_path_factory) -> Path:
     """test/<class>/NNNN.jpg: the first PER_CLASS CIFAR-10 test JPEGs of each class, bytes as in the archive."""
     root = tmp_path_factory.mktemp("cifar_jpegs")
-    with tarfile.open(shared_cifar, "r:gz") as tar:
-        for member in tar:
-            parts = Path(member.name).parts
-            if member.isfile() and "test" in parts and int(Path(member.name).stem) < PER_CLASS:
-                dest = root / "test" / parts[-2] / parts[-1]
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(tar.extractfile(member).read())
+    extract_cifar_test_jpegs(shared_cifar, root, PER_CLASS)
     assert len(list(root.rglob("*.jpg"))) == PER_CLASS * len(CLASSES)
     return root
 

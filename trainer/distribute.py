@@ -16,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import re
 from typing import Callable, Iterator, Optional, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
 
 from trainer.cluster import Cluster
+from trainer import serving_api
 from trainer.config import TrainerConfig
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,6 @@ def barrier(strategy: tf.distribute.Strategy) -> None:
 # (DeadlineExceeded), collectives were aborted (Cancelled, Aborted), or a peer restarted (FailedPrecondition).
 PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
                tf.errors.AbortedError, tf.errors.FailedPreconditionError)
-_FUNCTION_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")  # TensorFlow's prefix naming the failed op
 
 
 class PeerFailure(RuntimeError):
@@ -207,8 +206,7 @@ def peer_failure(cluster: Cluster, error: Exception) -> PeerFailure:
     UnavailableError: Collective ops is aborted by: Socket closed (restart every worker to resume ...)'.
     Restarting every worker resumes from the last finished epoch (trainer/checkpoints.py)."""
     text = str(getattr(error, "message", None) or error)
-    first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    first_line = _FUNCTION_NODE.sub("", first_line)[:200] or type(error).__name__
+    first_line = serving_api.tf_error_line(text)[:200] or type(error).__name__
     peers = " or ".join(cluster.peers_named_in(text))
     return PeerFailure(f"{cluster.describe()}: {peers} stopped answering: {type(error).__name__}: {first_line} "
                        f"(restart every worker to resume from the last finished epoch)")

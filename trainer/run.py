@@ -54,28 +54,28 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     workers = cluster.from_env()  # pure Python: no TensorFlow op may run before the strategy below exists
     gpus = tf.config.list_physical_devices("GPU")  # listed once: the choices below see the same devices
     strategy = distribute.choose_strategy(gpus, workers)  # multi-worker: waits for every worker to start
-    if workers is None:
-        _train_and_export(fn_args, strategy, gpus, workers)
-        return
     cfg = TrainerConfig.from_dict(fn_args.custom_config[TRAINER_CONFIG_KEY])
+    if workers is None:
+        _train_and_export(fn_args, cfg, strategy, gpus, workers)
+        return
     log.info("%s", distribute.describe_multi_worker(workers, strategy, cfg.batch_size))
     try:
-        _train_and_export(fn_args, strategy, gpus, workers)
+        _train_and_export(fn_args, cfg, strategy, gpus, workers)
     except distribute.PEER_ERRORS as e:
         failure = distribute.peer_failure(workers, e)
         log.error("%s", failure)
         raise failure from None
 
 
-def _train_and_export(fn_args: tfx.components.FnArgs, strategy: tf.distribute.Strategy, gpus: list,
-                      workers: Optional[cluster.Cluster]) -> None:
+def _train_and_export(fn_args: tfx.components.FnArgs, cfg: TrainerConfig, strategy: tf.distribute.Strategy,
+                      gpus: list, workers: Optional[cluster.Cluster]) -> None:
     chief = workers is None or workers.is_chief
     scratch = None if chief else tempfile.mkdtemp(prefix=f"tokenlearner-worker{workers.worker_id()}-")
     if scratch:
         log.info("%s is not the chief: it writes its model and logs into %s and removes them", workers.describe(),
                  scratch)
     try:
-        _fit_and_export(fn_args, strategy, gpus, workers,
+        _fit_and_export(fn_args, cfg, strategy, gpus, workers, chief,
                         model_run_dir=fn_args.model_run_dir if chief else os.path.join(scratch, "model_run"),
                         serving_model_dir=fn_args.serving_model_dir if chief else os.path.join(scratch, "serving"))
     finally:
@@ -83,12 +83,11 @@ def _train_and_export(fn_args: tfx.components.FnArgs, strategy: tf.distribute.St
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _fit_and_export(fn_args: tfx.components.FnArgs, strategy: tf.distribute.Strategy, gpus: list,
-                    workers: Optional[cluster.Cluster], model_run_dir: str, serving_model_dir: str) -> None:
+def _fit_and_export(fn_args: tfx.components.FnArgs, cfg: TrainerConfig, strategy: tf.distribute.Strategy,
+                    gpus: list, workers: Optional[cluster.Cluster], chief: bool, model_run_dir: str,
+                    serving_model_dir: str) -> None:
     """run_fn's work, writing into `model_run_dir` and `serving_model_dir` (a worker other than the chief: into its
     temporary folder)."""
-    chief = workers is None or workers.is_chief
-    cfg = TrainerConfig.from_dict(fn_args.custom_config[TRAINER_CONFIG_KEY])
     class_names = list(fn_args.custom_config[CLASS_NAMES_KEY])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     replicas = strategy.num_replicas_in_sync

@@ -8,6 +8,9 @@ One place for the names a client must use (signature ``serving_default``, input 
   format, binary strings as ``{"b64": ...}``;
 - gRPC: ``PredictionService.Predict`` with a ``PredictRequest`` whose ``inputs["images"]`` is a DT_STRING tensor.
 
+The one line of a TensorFlow or TF Serving error that says why (`tf_error_line`) is here too: the clients, batch
+inference and the multi-worker Trainer report errors with it.
+
 The warmup file written at export time and the ``tokenlearner predict`` client both use these builders, so what
 the server is warmed up with is exactly what clients send. Pure functions: no I/O, no network. TensorFlow (and the
 tensorflow-serving-api protos, which import it) is imported only by the gRPC helpers, so a REST client starts fast.
@@ -15,6 +18,7 @@ tensorflow-serving-api protos, which import it) is imported only by the gRPC hel
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any, Optional, Sequence
 from urllib.parse import quote
 
@@ -106,3 +110,18 @@ def parse_predict_response(response, expected: int) -> list[dict[str, Any]]:
         raise ValueError(f"expected {expected} rows, got probabilities of shape {probabilities.shape}")
     return [{"probabilities": [float(p) for p in probabilities[i]], "class_id": int(class_ids[i]),
              "class_name": class_names[i].decode("utf-8", "replace")} for i in range(expected)]
+
+
+# What a client reads from an error of TensorFlow or TF Serving: the one line that says why.
+_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "File ", "[[")
+_FUNCTION_NODE = re.compile(r"^\{\{function_node [^}]*\}\}\s*")  # TF's prefix on errors raised in a function
+
+
+def tf_error_line(message: str) -> str:
+    """The line of a TensorFlow error that says what is wrong ("Unknown image file format. One of JPEG, PNG, GIF,
+    BMP required."), without the graph-execution preamble and node names TF and TF Serving wrap it in."""
+    for line in message.splitlines():
+        line = _FUNCTION_NODE.sub("", line.split("[[{{node")[0].strip())
+        if line and not line.startswith(_NOISE):
+            return line
+    return message.strip()
