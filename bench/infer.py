@@ -32,7 +32,7 @@ import bench_data  # noqa: E402
 
 REPO = bench_data.REPO
 sys.path.insert(0, str(REPO))
-from tests.helpers import extract_cifar_test_jpegs  # noqa: E402
+from tests.helpers import extract_cifar_test_jpegs, serving_default_probabilities  # noqa: E402
 PORTABLE = ["--beam-profile", "flink", "--set", "beam_job_endpoint=embed", "--set", "beam_environment_type=LOOPBACK"]
 FINAL = re.compile(r"infer: ([\d,]+) classified, ([\d,]+) errors -> .* \(([\d.]+) s, ([\d.]+) img/s\)")
 
@@ -58,20 +58,6 @@ def infer(model: str, data: Path, out: Path, extra: list[str], log: Path) -> dic
     errors = sum(len(s.read_text().splitlines()) for s in out.glob("errors-*.jsonl"))
     return {"wall": seconds, "job": float(final.group(3)), "records": {r["file"]: r for r in records},
             "errors": errors}
-
-
-def serving_default(model_dir: str, files: list[Path], batch: int = 64) -> dict[str, np.ndarray]:
-    import tensorflow as tf
-
-    from inference import handler
-
-    signature = tf.saved_model.load(handler.resolve(model_dir)).signatures["serving_default"]
-    out = {}
-    for i in range(0, len(files), batch):
-        chunk = files[i:i + batch]
-        probabilities = signature(images=tf.constant([f.read_bytes() for f in chunk]))["probabilities"].numpy()
-        out.update((str(f), p) for f, p in zip(chunk, probabilities))
-    return out
 
 
 def compare(a: dict, b: dict) -> tuple[bool, bool, float]:
@@ -113,7 +99,9 @@ def main(argv=None) -> int:
         results = json.loads(console[console.index("{"):])["results"]
         predict[batch] = {"wall": seconds, "records": {r["file"]: r for r in results}}
 
-    expected = serving_default(args.model, files)
+    from inference import handler
+
+    expected = serving_default_probabilities(handler.resolve(args.model), files)
     direct, portable = runs["infer, DirectRunner (1 in-process worker, the default)"], \
         runs["infer, portable runner (embed, LOOPBACK)"]
     same, exact, worst = compare(direct["records"], portable["records"])

@@ -171,6 +171,20 @@ def extract_cifar_test_jpegs(archive: Path, dest: Path, per_class: int) -> list[
     return sorted(dest.glob("test/*/*.jpg"))
 
 
+def serving_default_probabilities(model_dir: Path, files: list[Path], batch: int = 64) -> dict[str, np.ndarray]:
+    """file -> probabilities, from the SavedModel's serving_default (a version folder) called directly on the files'
+    bytes: the reference batch inference is checked against."""
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    out = {}
+    for i in range(0, len(files), batch):
+        chunk = files[i:i + batch]
+        probabilities = signature(images=tf.constant([f.read_bytes() for f in chunk]))["probabilities"].numpy()
+        out.update((str(f), p) for f, p in zip(chunk, probabilities))
+    return out
+
+
 def build_exported_model(root: Path, model_name: str = "tokenlearner", version: int = 1, n: int = 64,
                          warmup: int = 3) -> ExportedModel:
     """Transform analysis (tft_beam) on `n` synthetic 32x32 PNG examples, the `tiny` preset model compiled by

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from pipeline import cli
-from tests.helpers import CLASSES, extract_cifar_test_jpegs, make_tar
+from tests.helpers import CLASSES, extract_cifar_test_jpegs, make_tar, serving_default_probabilities
 
 PORTABLE = ["--beam-profile", "flink", "--set", "beam_job_endpoint=embed", "--set", "beam_environment_type=LOOPBACK"]
 PER_CLASS = 20  # CIFAR-10 test JPEGs per class: 200 images
@@ -46,19 +46,6 @@ def read_jsonl(folder: Path, prefix: str) -> dict[str, dict]:
     return by_file
 
 
-def serving_default(model_dir: Path, files: list[Path], batch: int = 64) -> dict[str, np.ndarray]:
-    """file -> probabilities, from the SavedModel's serving_default called directly on the files' bytes."""
-    import tensorflow as tf
-
-    signature = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
-    out = {}
-    for i in range(0, len(files), batch):
-        chunk = files[i:i + batch]
-        probabilities = signature(images=tf.constant([f.read_bytes() for f in chunk]))["probabilities"].numpy()
-        out.update((str(f), p) for f, p in zip(chunk, probabilities))
-    return out
-
-
 def assert_same_predictions(a: dict[str, dict], b: dict[str, dict]) -> None:
     assert a.keys() == b.keys()
     for file in a:
@@ -84,7 +71,7 @@ def test_direct_and_portable_runners_write_the_same_predictions_as_serving_defau
     assert read_jsonl(direct, "errors") == read_jsonl(portable, "errors") == {}
 
     files = sorted(cifar_jpegs.rglob("*.jpg"))
-    expected = serving_default(exported_model.version_dir, files)
+    expected = serving_default_probabilities(exported_model.version_dir, files)
     assert ours.keys() == expected.keys()
     margins = np.sort(np.stack(list(expected.values())), axis=1)
     assert (margins[:, -1] - margins[:, -2]).min() > 1e-5  # argmax is not decided by float noise
@@ -143,7 +130,7 @@ def test_three_broken_files_are_three_error_records_with_reasons_and_exit_status
     assert "max_decode_pixels" in errors[str(folder / "bomb.png")]["error"]
     predictions = read_jsonl(out, "predictions")
     assert len(predictions) == 13
-    expected = serving_default(exported_model.version_dir, [folder / f"{p.parent.name}_{p.name}" for p in good])
+    expected = serving_default_probabilities(exported_model.version_dir, [folder / f"{p.parent.name}_{p.name}" for p in good])
     assert {f: r["class_id"] for f, r in predictions.items()} == {f: int(np.argmax(p)) for f, p in expected.items()}
 
 
@@ -166,7 +153,7 @@ def test_an_archive_and_tfrecords_are_classified_as_the_same_images_in_a_folder(
         assert len(list(out.glob("predictions-*-of-00002.jsonl"))) == 2
     from_archive = read_jsonl(tmp_path / "from_archive", "predictions")
     from_records = read_jsonl(tmp_path / "from_records", "predictions")
-    expected = serving_default(exported_model.version_dir, images)
+    expected = serving_default_probabilities(exported_model.version_dir, images)
     assert len(from_archive) == PER_CLASS * len(CLASSES)
     for i, path in enumerate(images):
         member = f"{archive}:{path.relative_to(cifar_jpegs).as_posix()}"
