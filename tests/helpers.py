@@ -171,6 +171,30 @@ def extract_cifar_test_jpegs(archive: Path, dest: Path, per_class: int) -> list[
     return sorted(dest.glob("test/*/*.jpg"))
 
 
+def write_cifar_spans(archive: Path, dest: Path, spans: dict[str, dict[str, dict[str, int]]], start: int = 100
+                      ) -> dict[str, Path]:
+    """Image folders of CIFAR-10 test JPEGs for `tokenlearner data --append`, in one pass over the archive:
+    dest/<span>/<split>/<class>/NNNN.jpg with `spans[span][split][class]` images each, distinct images across
+    spans, splits and classes, from file number `start` on (the --limit 300 runs use numbers below 30)."""
+    wanted: dict[tuple[str, int], Path] = {}  # (class, file number) -> where it goes
+    for class_name in CLASSES:
+        number = start
+        for span, splits in spans.items():
+            for split, counts in splits.items():
+                for _ in range(counts.get(class_name, 0)):
+                    wanted[(class_name, number)] = dest / span / split / class_name / f"{number:04d}.jpg"
+                    number += 1
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if member.isfile() and "test" in parts:
+                out = wanted.get((parts[-2], int(Path(member.name).stem)))
+                if out is not None:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(tar.extractfile(member).read())
+    return {span: dest / span for span in spans}
+
+
 def serving_default_probabilities(model_dir: Path, files: list[Path], batch: int = 64) -> dict[str, np.ndarray]:
     """file -> probabilities, from the SavedModel's serving_default (a version folder) called directly on the files'
     bytes: the reference batch inference is checked against."""

@@ -20,7 +20,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from pipeline.config import PipelineConfig
 from pipeline.inspection import report_figures as figures
-from pipeline.inspection import report_html, run_store, summary
+from pipeline.inspection import history as loop_history_lib, report_html, run_store, summary
 from pipeline.inspection.report_html import ClassMetrics, Figure, LineageRow, Report
 from pipeline.inspection.run_store import CANDIDATE
 from trainer import contract, features, serving_api
@@ -457,7 +457,8 @@ def build(config: PipelineConfig, out_dir: str, run_id: Optional[str] = None, ma
                    times=summary.epoch_times(model_run.uri))
     report = Report(config=config, run=run, trainer=cfg, trainer_name=keras_model.name, facts=facts,
                     figures=shown + evaluated + predicted, notes=notes, confusion=matrix, per_class=per_class,
-                    lineage=lineage(store, [a.id for a in (pushed, blessing, evaluation) if a is not None]))
+                    lineage=lineage(store, [a.id for a in (pushed, blessing, evaluation) if a is not None]),
+                    history=loop_history_lib.loop_history(config, store))
     path = os.path.join(out_dir, "report.html")
     with open(path, "w") as f:
         f.write(report_html.render(report))
