@@ -620,7 +620,25 @@ def verify_dataset(dataset_dir: Path) -> None:
                             f"lists {info['examples']}")
 
 
+def _is_uri(dataset_dir: str | Path) -> bool:
+    """gs://, s3://, ...: the data root of a Kubeflow or Vertex run, read where the validator runs (tf.io.gfile)."""
+    return "://" in str(dataset_dir)
+
+
+def _read_uri(uri: str) -> bytes | None:
+    """The bytes of a remote file, None when it does not exist."""
+    import tensorflow as tf
+
+    return tf.io.gfile.GFile(uri, "rb").read() if tf.io.gfile.exists(uri) else None
+
+
 def load_manifest(dataset_dir: str | Path) -> dict:
+    if _is_uri(dataset_dir):
+        uri = f"{str(dataset_dir).rstrip('/')}/{DATASET_MANIFEST}"
+        data = _read_uri(uri)
+        if data is None:
+            raise DataError(f"{uri}: missing; expected a dataset written by `tokenlearner data`")
+        return json.loads(data)
     path = Path(dataset_dir) / DATASET_MANIFEST
     if not path.is_file():
         raise DataError(f"{path}: missing; expected a dataset written by `tokenlearner data`")
@@ -738,12 +756,20 @@ def span_statistics(dataset_dir: str | Path, span: int):
     folder that cannot be written to gets them computed with a warning."""
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
-    dataset_dir = Path(dataset_dir)
-    path = dataset_dir / span_stats_path(span)
-    if path.is_file():
+    if _is_uri(dataset_dir):  # a bucket: `data --append` wrote every span's statistics before it was uploaded
+        path = f"{str(dataset_dir).rstrip('/')}/{span_stats_path(span)}"
+        data = _read_uri(path)
+        if data is None:
+            raise DataError(f"{path}: missing; expected the span's statistics, written by `tokenlearner data "
+                            f"--append` (run it on a local copy of the dataset and upload spans/)")
+    else:
+        dataset_dir = Path(dataset_dir)
+        path = dataset_dir / span_stats_path(span)
+        data = path.read_bytes() if path.is_file() else None
+    if data is not None:
         stats = statistics_pb2.DatasetFeatureStatisticsList()
         try:
-            stats.ParseFromString(path.read_bytes())
+            stats.ParseFromString(data)
         except Exception as e:  # noqa: BLE001 - protobuf's DecodeError, a read error: one line naming the file
             raise DataError(f"{path}: not a DatasetFeatureStatisticsList ({type(e).__name__}); remove it to compute "
                             f"it again") from None

@@ -4,8 +4,8 @@ Node ids, split names, the Trainer's entry point and custom_config keys come fro
 
 ImportExampleGen (the training window of the dataset's spans) -> StatisticsGen -> ExampleValidator (also: drift
 between the newest two spans) -> Transform -> Trainer (warm-started from the latest blessed model) -> Evaluator
-(against the same latest blessed model) -> Pusher, with the schema from ImportSchemaGen (the curated one; SchemaGen on StatisticsGen's output
-with schema_path=infer).
+(against the same latest blessed model) -> Pusher, with the schema from ImportSchemaGen (the curated one; SchemaGen
+on StatisticsGen's output with schema_path=infer).
 """
 from __future__ import annotations
 

@@ -171,11 +171,12 @@ def extract_cifar_test_jpegs(archive: Path, dest: Path, per_class: int) -> list[
     return sorted(dest.glob("test/*/*.jpg"))
 
 
-def write_cifar_spans(archive: Path, dest: Path, spans: dict[str, dict[str, dict[str, int]]], start: int = 100
-                      ) -> dict[str, Path]:
-    """Image folders of CIFAR-10 test JPEGs for `tokenlearner data --append`, in one pass over the archive:
-    dest/<span>/<split>/<class>/NNNN.jpg with `spans[span][split][class]` images each, distinct images across
-    spans, splits and classes, from file number `start` on (the --limit 300 runs use numbers below 30)."""
+def write_cifar_spans(archive: Path, dest: Path, spans: dict[str, dict[str, dict[str, int]]], start: int = 100,
+                      source: str = "test") -> dict[str, Path]:
+    """Image folders of CIFAR-10 JPEGs (the archive's `source` split) for `tokenlearner data --append`, in one pass
+    over the archive: dest/<span>/<split>/<class>/NNNN.jpg with `spans[span][split][class]` images each, distinct
+    images across spans, splits and classes, from file number `start` on (the --limit 300 runs use test numbers below
+    30)."""
     wanted: dict[tuple[str, int], Path] = {}  # (class, file number) -> where it goes
     for class_name in CLASSES:
         number = start
@@ -187,7 +188,7 @@ def write_cifar_spans(archive: Path, dest: Path, spans: dict[str, dict[str, dict
     with tarfile.open(archive, "r:gz") as tar:
         for member in tar:
             parts = Path(member.name).parts
-            if member.isfile() and "test" in parts:
+            if member.isfile() and source in parts:
                 out = wanted.get((parts[-2], int(Path(member.name).stem)))
                 if out is not None:
                     out.parent.mkdir(parents=True, exist_ok=True)

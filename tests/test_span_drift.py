@@ -21,6 +21,8 @@ from tfx import types
 from tfx.types import artifact_utils, standard_artifacts
 
 from components import schema as schema_lib
+from components.ingest import span_statistics
+from components.sources import DataError
 from components.validator import (ACCEPT_DRIFT_KEY, DATA_ROOT_KEY, SPAN_IMAGE_DRIFT_KEY, SPAN_LABEL_DRIFT_KEY,
                                    TRAIN_SPANS_KEY, DataValidationError, DriftError, GatedExampleValidator,
                                    GatingExecutor, check_span_drift, drift_message, span_drift, window_spans)
@@ -153,6 +155,29 @@ def test_drift_between_the_two_newest_spans_of_a_dataset(tmp_path):
     assert isinstance(error.value, DataValidationError)
     assert (dataset / contract.span_stats_path(2)).is_file()  # computed once, kept for the next run
     assert check_span_drift(str(dataset), span_label_drift=0.45) is None
+
+
+def _copy_to_ram(local: Path, uri: str) -> str:
+    """The dataset folder copied into TensorFlow's in-memory filesystem: what the validator sees of a gs:// data
+    root on Kubeflow or Vertex (read through tf.io.gfile, never as a local path)."""
+    for path in local.rglob("*"):
+        if path.is_file():
+            tf.io.gfile.makedirs(f"{uri}/{path.parent.relative_to(local)}")
+            tf.io.gfile.GFile(f"{uri}/{path.relative_to(local)}", "wb").write(path.read_bytes())
+    return uri
+
+
+def test_a_data_root_in_a_bucket_is_read_through_the_filesystem_api(tmp_path):
+    dataset = dataset_with_spans(tmp_path, (BALANCED[:100], 100), (SKEWED[:100], 100))
+    for span in (0, 1):
+        span_statistics(dataset, span)  # written locally, as `data --append` does before the upload
+    uri = _copy_to_ram(dataset, "ram://bucket/cifar10")
+    with pytest.raises(DriftError, match=r"^drift between span 0 and span 1: feature 'label'"):
+        check_span_drift(uri)
+    tf.io.gfile.remove(f"{uri}/{contract.span_stats_path(1)}")
+    with pytest.raises(DataError, match=r"^ram://bucket/cifar10/spans/span-1.stats.pb: missing; expected the "
+                                        r"span's statistics, written by `tokenlearner data --append`"):
+        check_span_drift(uri)
 
 
 def test_a_single_span_in_the_window_is_not_checked(tmp_path):

@@ -21,7 +21,7 @@ from tests.helpers import CLASSES, TINY_RUN_LIMIT, run_cli, write_cifar_spans
 
 # Span 1: like span 0 (balanced); span 2: most of its images are airplanes.
 BALANCED = {"train": {c: 12 for c in CLASSES}, "test": {c: 4 for c in CLASSES}}
-SKEWED = {"train": {c: (60 if c == "airplane" else 6) for c in CLASSES}, "test": {c: 3 for c in CLASSES}}
+SKEWED = {"train": {c: (90 if c == "airplane" else 10) for c in CLASSES}, "test": {c: 3 for c in CLASSES}}
 
 
 @dataclasses.dataclass
