@@ -20,9 +20,9 @@ import pytest
 
 from trainer import checkpoints, warm_start
 from trainer.config import PRESETS, TrainerConfig
-from trainer.contract import (BACKUP_DIR_KEY, CLASS_NAMES_ASSET, CLASS_NAMES_KEY, EVAL, HISTORY_FILE, MODEL_NAME_KEY,
-                              SERVING_MODEL_DIR, SPANS_FILE, TRAIN, TRAINER_CONFIG_KEY, TRAINING_FACTS_FILE,
-                              split_dir)
+from trainer.contract import (BACKUP_DIR_KEY, CLASS_NAMES_ASSET, CLASS_NAMES_KEY, EPOCH_TIMES_FILE, EVAL, HISTORY_FILE,
+                              MODEL_NAME_KEY, SERVING_MODEL_DIR, SPANS_FILE, TRAIN, TRAINER_CONFIG_KEY,
+                              TRAINING_FACTS_FILE, split_dir)
 
 CLASSES = [f"class{i}" for i in range(10)]
 # Tiny and fast: one epoch of the 64 images for a base, two for a warm start (retrain_epochs, not epochs).
@@ -87,7 +87,8 @@ def test_plan_warm_starts_a_base_of_the_same_network_and_names_its_newest_span(t
     start = warm_start.plan(now, CLASSES, base, _examples(tmp_path, spans=[1, 2]))
     assert start.message == f"warm start from {base} (span 1)"
     assert start.to_dict() == {"spans": [1, 2], "warm_start_from": base, "base_spans": [0, 1],
-                               "epochs": TINY.retrain_epochs, "scratch_reason": None}
+                               "epochs": TINY.retrain_epochs, "scratch_reason": None,
+                               "examples": str(tmp_path / "examples"), "unchanged_from": None}
 
 
 def test_plan_without_span_files_is_span_0(tmp_path):
@@ -210,13 +211,15 @@ def base(exported_model, examples, tmp_path_factory) -> Path:
     return _run(exported_model, examples, tmp_path_factory.mktemp("base"), TINY)
 
 
-def test_the_first_model_trains_from_scratch_and_leaves_what_a_warm_start_needs(base):
+def test_the_first_model_trains_from_scratch_and_leaves_what_a_warm_start_needs(base, examples):
     out = base.parent
     assert _training(out) == {"spans": [0, 1], "warm_start_from": None, "base_spans": None, "epochs": 1,
-                              "scratch_reason": "no blessed model yet"}
+                              "scratch_reason": "no blessed model yet", "examples": str(examples),
+                              "unchanged_from": None}
     ws = base / warm_start.WARM_START_DIR
     assert json.loads((ws / warm_start.CONFIG_FILE).read_text()) == TINY.to_dict()
-    assert json.loads((ws / TRAINING_FACTS_FILE).read_text()) == _training(out)  # the base's own facts
+    # the base's own facts, and where its learning curves are
+    assert json.loads((ws / TRAINING_FACTS_FILE).read_text()) == {**_training(out), "model_run": str(out / "model_run")}
     assert (base / SERVING_MODEL_DIR / "saved_model.pb").is_file()
     assert not (base / SERVING_MODEL_DIR / warm_start.WARM_START_DIR).exists()  # not in what the Pusher publishes
 
@@ -231,13 +234,14 @@ def test_a_warm_start_loads_the_base_weights_and_trains_retrain_epochs(exported_
     assert _lines(info, "warm start from") == [f"warm start from {base_model} (span 1)"]
     assert not _lines(info, "training from scratch")
     assert _training(tmp_path / "warm") == {"spans": [0, 1], "warm_start_from": base_model, "base_spans": [0, 1],
-                                            "epochs": 2, "scratch_reason": None}
+                                            "epochs": 2, "scratch_reason": None, "examples": str(examples),
+                                            "unchanged_from": None}
     with open(tmp_path / "warm" / "model_run" / HISTORY_FILE) as f:
         assert len(list(csv.DictReader(f))) == TINY.retrain_epochs
     for got, want in zip(_exported_weights(warm), _exported_weights(base), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
     assert json.loads((warm / warm_start.WARM_START_DIR / TRAINING_FACTS_FILE).read_text()) \
-        == _training(tmp_path / "warm")
+        == {**_training(tmp_path / "warm"), "model_run": str(tmp_path / "warm" / "model_run")}
 
     # The same recipe from scratch (warm_start=off) starts elsewhere: the check above can fail.
     info.clear()
@@ -247,6 +251,42 @@ def test_a_warm_start_loads_the_base_weights_and_trains_retrain_epochs(exported_
     assert not _lines(info, "warm start from")
     assert _training(tmp_path / "cold")["epochs"] == TINY.epochs
     assert not all(np.allclose(a, b, atol=1e-3) for a, b in zip(_exported_weights(cold), _exported_weights(base)))
+
+
+def test_no_new_data_and_the_same_settings_re_exports_the_base_unchanged_without_training(
+        exported_model, examples, base, tmp_path, info):
+    """A scheduled re-run on the same spans: the ExampleGen is cached (the same Examples artifact), so the Trainer
+    has nothing to learn; it copies the base instead of training it further and pushing a near-duplicate."""
+    base_model = str(base / SERVING_MODEL_DIR)
+    again = _run(exported_model, examples, tmp_path / "again", TINY, base_model=base_model)
+
+    assert _lines(info, "no new data since") == [
+        f"no new data since {base_model} (spans 0,1, same settings): re-exporting it unchanged"]
+    assert not _lines(info, "epoch 1/") and not _lines(info, "warm start from")
+    for name in ("saved_model.pb", "variables/variables.index", "assets.extra/tf_serving_warmup_requests"):
+        assert (again / SERVING_MODEL_DIR / name).read_bytes() == (base / SERVING_MODEL_DIR / name).read_bytes()
+    assert _exported_weights(again) and all(
+        np.array_equal(a, b) for a, b in zip(_exported_weights(again), _exported_weights(base), strict=True))
+    facts = _training(tmp_path / "again")
+    assert (facts["epochs"], facts["unchanged_from"], facts["warm_start_from"]) == (0, base_model, base_model)
+    # The report's learning curves are the base's (the model is the base's); no epoch was timed in this run.
+    assert (tmp_path / "again" / "model_run" / HISTORY_FILE).read_bytes() \
+        == (base.parent / "model_run" / HISTORY_FILE).read_bytes()
+    assert not (tmp_path / "again" / "model_run" / EPOCH_TIMES_FILE).exists()
+    # The Pusher matches published versions by the model whose training made the weights: the base, also for a
+    # copy of a copy.
+    assert warm_start.source_model(str(again)) == str(base) == warm_start.source_model(str(base))
+    info.clear()
+    third = _run(exported_model, examples, tmp_path / "third", TINY, base_model=str(again / SERVING_MODEL_DIR))
+    assert _lines(info, "no new data since") and warm_start.source_model(str(third)) == str(base)
+
+
+def test_new_settings_on_the_same_data_warm_start_instead(examples, base, tmp_path):
+    base_model = str(base / SERVING_MODEL_DIR)
+    train_files = [str(examples / split_dir(TRAIN) / "*")]
+    assert warm_start.plan(TINY, CLASSES, base_model, train_files).unchanged
+    changed = warm_start.plan(dataclasses.replace(TINY, learning_rate=0.5), CLASSES, base_model, train_files)
+    assert not changed.unchanged and changed.message == f"warm start from {base_model} (span 1)"
 
 
 def test_another_architecture_trains_from_scratch_and_says_which_field(exported_model, examples, base, tmp_path,

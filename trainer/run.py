@@ -43,7 +43,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     Warm start (trainer/warm_start.py): with `warm_start="auto"` and a base model of the same architecture and class
     list, the model starts from the base's weights and trains `retrain_epochs` epochs, logging `warm start from
     <base model> (span N)`; otherwise it trains `epochs` epochs from scratch, logging `training from scratch:
-    <reason>`.
+    <reason>`. A base trained on these very Examples with these very settings (no new span since) is re-exported
+    unchanged, without training.
 
     Produces: in `fn_args.model_run_dir` the TensorBoard logs, history.csv, epoch_times.csv, model_stats.json and
     training.json (spans trained on, warm start); in `fn_args.serving_model_dir` the SavedModel of the best epoch
@@ -96,8 +97,11 @@ def _fit_and_export(fn_args: tfx.components.FnArgs, cfg: TrainerConfig, strategy
     temporary folder)."""
     class_names = list(fn_args.custom_config[CLASS_NAMES_KEY])
     start = warm_start.plan(cfg, class_names, getattr(fn_args, "base_model", None), fn_args.train_files)
-    log.info("%s", start.message)  # "warm start from <base> (span N)" | "training from scratch: <reason>"
+    log.info("%s", start.message)  # "warm start from <base> (span N)" | "training from scratch: <reason>" | ...
     warm_start.write_training(model_run_dir, start)
+    if start.unchanged:  # no new data since the base, same settings: nothing to learn (a scheduled re-run)
+        warm_start.reexport(start, serving_model_dir, model_run_dir)
+        return
     fit_cfg = dataclasses.replace(cfg, epochs=start.epochs)  # a warm start: retrain_epochs, and its schedule
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     replicas = strategy.num_replicas_in_sync
@@ -144,7 +148,7 @@ def _fit_and_export(fn_args: tfx.components.FnArgs, cfg: TrainerConfig, strategy
         distribute.barrier(strategy)  # the chief has written the last best epoch before anyone reads it
     checkpoints.finish(backup, model, model_run_dir, chief=chief)
     # Before the export, which attaches the Transform layer to `model`: the weights file holds the network alone.
-    warm_start.save(model, cfg, start, serving_model_dir)
+    warm_start.save(model, cfg, start, serving_model_dir, model_run_dir)
     export.export_serving_model(model, tft_output, cfg, class_names, serving_model_dir)
     flops.write(stats, os.path.join(serving_model_dir, ASSETS_EXTRA))
     export.write_warmup_requests(serving_model_dir, fn_args.custom_config[MODEL_NAME_KEY],

@@ -17,7 +17,16 @@ A later execution with `warm_start="auto"` loads the weights when the base's ARC
 its own, and logs `warm start from <base model path> (span N)` (N: the newest span the base trained on); otherwise
 it logs `training from scratch: <reason>`. Either way it writes its training facts, `<model_run>/training.json`
 (contract.TRAINING_FACTS_FILE, read by the run summary and history): {"spans": [0, 1], "epochs": n, "warm_start_from":
-the base's path or null, "base_spans": [0] (null when from scratch), "scratch_reason": "..." (null when warm)}.
+the base's path or null, "base_spans": [0] (null when from scratch), "scratch_reason": "..." (null when warm),
+"examples": the Examples artifact trained on, "unchanged_from": below, "model_run": its ModelRun folder (in the copy
+under warm_start/ only)}.
+
+No new data: when the base trained on this very Examples artifact (the ExampleGen was cached: no span was appended)
+with this very TrainerConfig, a scheduled re-run has nothing to learn. The execution then trains nothing: it logs
+`no new data since <base> (spans ...): re-exporting it unchanged`, copies the base's SavedModel, warm-start files and
+learning curves, and records `"unchanged_from"`: the SavedModel folder whose training produced the weights (the
+base's own origin when the base was itself such a copy). The Evaluator blesses the copy against its original, and the
+Pusher (components/pusher.py, `source_model`) finds that original already published instead of pushing a duplicate.
 
 The spans of the training data are those the ExampleGen lists in `<examples artifact>/spans.json` ({"spans": [0,
 1]}); an Examples artifact without that file holds span 0 (datasets written before spans existed).
@@ -36,7 +45,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from trainer.config import ARCHITECTURE_FIELDS, TrainerConfig
-from trainer.contract import CLASS_NAMES_ASSET, SPANS_FILE, SPLIT_PREFIX, TRAINING_FACTS_FILE
+from trainer.contract import CLASS_NAMES_ASSET, HISTORY_FILE, SPANS_FILE, SPLIT_PREFIX, TRAINING_FACTS_FILE
 
 WARM_START_DIR = "warm_start"  # inside a Model artifact, beside Format-Serving
 WEIGHTS_FILE = "weights.h5"
@@ -54,14 +63,24 @@ class Plan:
     base_model: Optional[str] = None  # the base's SavedModel folder (fn_args.base_model) when warm, else None
     base_spans: tuple[int, ...] = ()  # the spans the base trained on (warm only)
     reason: str = ""  # why from scratch ("" when warm)
+    examples: Optional[str] = None  # the Examples artifact of the training data (None: files outside one)
+    unchanged_from: Optional[str] = None  # no new data: the SavedModel folder whose weights are re-exported
+    base_model_run: Optional[str] = None  # no new data: the base's ModelRun folder, whose curves are copied
 
     @property
     def warm(self) -> bool:
         return self.base_model is not None
 
     @property
+    def unchanged(self) -> bool:
+        return self.unchanged_from is not None
+
+    @property
     def message(self) -> str:
         """The one line the Trainer logs."""
+        if self.unchanged:
+            return (f"no new data since {self.base_model} (spans {','.join(map(str, self.spans))}, same settings): "
+                    "re-exporting it unchanged")
         if self.warm:
             return f"warm start from {self.base_model} (span {max(self.base_spans)})"
         return f"training from scratch: {self.reason}"
@@ -69,7 +88,8 @@ class Plan:
     def to_dict(self) -> dict:
         return {"spans": list(self.spans), "warm_start_from": self.base_model,
                 "base_spans": list(self.base_spans) if self.warm else None, "epochs": self.epochs,
-                "scratch_reason": None if self.warm else self.reason}
+                "scratch_reason": None if self.warm else self.reason, "examples": self.examples,
+                "unchanged_from": self.unchanged_from}
 
 
 def artifact_dir(model_dir: str) -> str:
@@ -100,14 +120,32 @@ def _spans_of(path: str) -> tuple[int, ...]:
     return tuple(sorted(set(spans)))
 
 
-def examples_spans(train_files: Sequence[str]) -> tuple[int, ...]:
-    """The spans of the training Examples: TFX gives the Trainer `<examples artifact>/Split-train/*`, and the
-    ExampleGen lists the artifact's spans in `<examples artifact>/spans.json`. Span 0 without that file, or for file
-    patterns that are not inside an Examples artifact (a hand-made FnArgs)."""
+def examples_dir(train_files: Sequence[str]) -> Optional[str]:
+    """The Examples artifact TFX's `<examples artifact>/Split-train/*` patterns are in; None for file patterns that
+    are not inside one (a hand-made FnArgs)."""
     split = os.path.dirname(train_files[0].rstrip("/")) if train_files else ""
-    if not os.path.basename(split).startswith(SPLIT_PREFIX):
-        return (0,)
-    return _spans_of(os.path.join(os.path.dirname(split), SPANS_FILE))
+    return os.path.dirname(split) if os.path.basename(split).startswith(SPLIT_PREFIX) else None
+
+
+def examples_spans(train_files: Sequence[str]) -> tuple[int, ...]:
+    """The spans of the training Examples: the ExampleGen lists the artifact's spans in `<examples
+    artifact>/spans.json`. Span 0 without that file, or outside an Examples artifact."""
+    examples = examples_dir(train_files)
+    return _spans_of(os.path.join(examples, SPANS_FILE)) if examples else (0,)
+
+
+def _facts(directory: str) -> dict:
+    """The base's training facts (its warm_start/training.json); {} when it predates them."""
+    path = f"{directory}/{TRAINING_FACTS_FILE}"
+    value = _read_json(path, "a JSON object of training facts") if tf.io.gfile.exists(path) else {}
+    return value if isinstance(value, dict) else {}
+
+
+def source_model(model_uri: str) -> str:
+    """The Model artifact whose training produced the weights of the Model artifact `model_uri`: itself, or, for a
+    re-export without new data, the one it copied (what the Pusher matches published versions by)."""
+    origin = _facts(os.path.join(model_uri, WARM_START_DIR)).get("unchanged_from")
+    return os.path.dirname(origin.rstrip("/")) if isinstance(origin, str) and origin else model_uri
 
 
 def _class_names(base_model: str) -> Optional[list[str]]:
@@ -141,8 +179,8 @@ def plan(cfg: TrainerConfig, class_names: Sequence[str], base_model: Optional[st
          train_files: Sequence[str]) -> Plan:
     """Decides how this execution starts (nothing is loaded yet): from `base_model` when `cfg.warm_start` is "auto",
     a base exists and left its warm-start files, and its architecture and class list equal this run's."""
-    spans = examples_spans(train_files)
-    scratch = lambda reason: Plan(spans=spans, epochs=cfg.epochs, reason=reason)  # noqa: E731
+    spans, examples = examples_spans(train_files), examples_dir(train_files)
+    scratch = lambda reason: Plan(spans=spans, epochs=cfg.epochs, reason=reason, examples=examples)  # noqa: E731
     if cfg.warm_start == "off":
         return scratch("warm_start=off")
     if not base_model:
@@ -162,8 +200,13 @@ def plan(cfg: TrainerConfig, class_names: Sequence[str], base_model: Optional[st
     base_classes = _class_names(base_model)
     if base_classes is not None and base_classes != list(class_names):
         return scratch(f"class list differs: {_class_difference(base_classes, list(class_names))}")
-    return Plan(spans=spans, epochs=cfg.retrain_epochs, base_model=base_model,
-                base_spans=_spans_of(f"{directory}/{TRAINING_FACTS_FILE}"))
+    base_spans = _spans_of(f"{directory}/{TRAINING_FACTS_FILE}")
+    facts = _facts(directory)
+    if examples and facts.get("examples") == examples and base_config == json.loads(json.dumps(cfg.to_dict())):
+        return Plan(spans=spans, epochs=0, base_model=base_model, base_spans=base_spans, examples=examples,
+                    unchanged_from=facts.get("unchanged_from") or base_model, base_model_run=facts.get("model_run"))
+    return Plan(spans=spans, epochs=cfg.retrain_epochs, base_model=base_model, base_spans=base_spans,
+                examples=examples)
 
 
 def load_weights(model: keras.Model, base_model: str) -> None:
@@ -178,9 +221,9 @@ def load_weights(model: keras.Model, base_model: str) -> None:
         shutil.rmtree(local, ignore_errors=True)
 
 
-def save(model: keras.Model, cfg: TrainerConfig, run: Plan, serving_model_dir: str) -> str:
+def save(model: keras.Model, cfg: TrainerConfig, run: Plan, serving_model_dir: str, model_run_dir: str) -> str:
     """Writes `<model artifact>/warm_start/` for `serving_model_dir`'s Model artifact: what a later execution warm
-    starts from. Returns the folder."""
+    starts from (and, `model_run_dir`, where its learning curves are). Returns the folder."""
     directory = artifact_dir(serving_model_dir)
     tf.io.gfile.makedirs(directory)
     local = tempfile.mkdtemp(prefix="tokenlearner-warm-start-")
@@ -191,8 +234,37 @@ def save(model: keras.Model, cfg: TrainerConfig, run: Plan, serving_model_dir: s
     finally:
         shutil.rmtree(local, ignore_errors=True)
     _write_json(f"{directory}/{CONFIG_FILE}", cfg.to_dict())
-    _write_json(f"{directory}/{TRAINING_FACTS_FILE}", run.to_dict())
+    _write_json(f"{directory}/{TRAINING_FACTS_FILE}", {**run.to_dict(), "model_run": model_run_dir})
     return directory
+
+
+# The base's record of its fit that describes the re-exported model too, for the report's learning curves (its epoch
+# times and training precision do not: this run trained nothing, and the run summary says so).
+COPIED_RECORDS = (HISTORY_FILE,)
+
+
+def reexport(run: Plan, serving_model_dir: str, model_run_dir: str) -> None:
+    """No new data (`run.unchanged`): `serving_model_dir`'s Model artifact becomes a copy of the base's (SavedModel
+    and warm-start files), with this execution's facts; the base's learning curves go to `model_run_dir` so the
+    report of this run shows the model it pushed."""
+    _copy_tree(run.base_model, serving_model_dir)
+    source, directory = artifact_dir(run.base_model), artifact_dir(serving_model_dir)
+    tf.io.gfile.makedirs(directory)
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        tf.io.gfile.copy(f"{source}/{name}", f"{directory}/{name}", overwrite=True)
+    _write_json(f"{directory}/{TRAINING_FACTS_FILE}", {**run.to_dict(), "model_run": model_run_dir})
+    tf.io.gfile.makedirs(model_run_dir)
+    for name in COPIED_RECORDS if run.base_model_run else ():
+        if tf.io.gfile.exists(f"{run.base_model_run}/{name}"):
+            tf.io.gfile.copy(f"{run.base_model_run}/{name}", f"{model_run_dir}/{name}", overwrite=True)
+
+
+def _copy_tree(source: str, destination: str) -> None:
+    for directory, _, files in tf.io.gfile.walk(source):
+        target = os.path.join(destination, os.path.relpath(directory, source))
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.copy(os.path.join(directory, name), os.path.join(target, name), overwrite=True)
 
 
 def write_training(model_run_dir: str, run: Plan) -> None:

@@ -212,11 +212,14 @@ def training_facts(model_run_uri: str) -> dict:
 
 
 def warm_start_of(run: RunSummary) -> str:
-    """How the run's Trainer started: "from <base model> (span N)", "scratch: <why>", "" when it did not run."""
+    """How the run's Trainer started: "from <base model> (span N)", "scratch: <why>", "unchanged: no new data since
+    <base model>" (re-exported without training), "" when it did not run."""
     for step in run.steps:
         if step.component.startswith(contract.TRAINER):
             for artifact in step.outputs.get("ModelRun", []):
                 facts = training_facts(artifact.uri)
+                if facts.get("unchanged_from"):
+                    return f"unchanged: no new data since {facts['warm_start_from']}"
                 if facts.get("warm_start_from"):
                     return f"from {facts['warm_start_from']} (span {max(facts.get('base_spans') or [0])})"
                 return f"scratch: {facts['scratch_reason']}" if facts.get("scratch_reason") else "scratch"
