@@ -11,7 +11,9 @@ dataset's spans, the newest `train_spans` of them): the class shares (L-infinity
 width and mean brightness (Jensen-Shannon divergence), from each span's statistics that ingestion wrote
 (`ingest.span_statistics`). A new span unlike the one before it stops the run before anything trains, with one
 line naming both spans, the feature and its distance (`DriftError`, which `tokenlearner run` exits on with
-EXIT_DRIFT); `accept_drift` turns that line into a warning. One span in the window: nothing to compare.
+EXIT_DRIFT); `accept_drift` turns that line into a warning. One span in the window: nothing to compare. This check
+comes first; the split checks above still apply to a window whose drift was accepted (a span whose training images
+are skewed but whose test images are not then fails them).
 """
 from __future__ import annotations
 
@@ -228,17 +230,19 @@ class GatingExecutor(validator_executor.Executor):
                            if REFERENCE_SPLIT in splits else None)
         self._drift_threshold = exec_properties.get(LABEL_DRIFT_THRESHOLD_KEY)
         self._problems: list[str] = []
-        result = super().Do(input_dict, output_dict, exec_properties)
-        if self._problems:
-            anomalies_uri = artifact_utils.get_single_uri(output_dict[standard_component_specs.ANOMALIES_KEY])
-            raise DataValidationError(f"data validation failed: {'; '.join(self._problems)} "
-                                      f"(details: {anomalies_uri})")
-        # Only once every split is valid: drift is a question about good data (DriftError: EXIT_DRIFT, not 1).
+        # Before the split checks: a new span unlike the last one also moves the window's training split away from
+        # its test split, and the line naming the span says what changed (DriftError: EXIT_DRIFT, not 1). Once the
+        # drift is accepted, the split checks still hold the splits to each other.
         if exec_properties.get(DATA_ROOT_KEY):
             check_span_drift(exec_properties[DATA_ROOT_KEY], int(exec_properties.get(TRAIN_SPANS_KEY) or 0),
                              _threshold(exec_properties, SPAN_LABEL_DRIFT_KEY),
                              _threshold(exec_properties, SPAN_IMAGE_DRIFT_KEY),
                              bool(exec_properties.get(ACCEPT_DRIFT_KEY)))
+        result = super().Do(input_dict, output_dict, exec_properties)
+        if self._problems:
+            anomalies_uri = artifact_utils.get_single_uri(output_dict[standard_component_specs.ANOMALIES_KEY])
+            raise DataValidationError(f"data validation failed: {'; '.join(self._problems)} "
+                                      f"(details: {anomalies_uri})")
         return result
 
     def _Validate(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> anomalies_pb2.Anomalies:

@@ -90,6 +90,11 @@ def test_rerun_without_new_data_trains_nothing_and_pushes_nothing_new(pipeline_r
     assert "unchanged: no new data since" in trainer, table
     assert f"pushed {pipeline_run / 'serving' / 'tokenlearner' / first[0]}" in table
     assert [p.name for p in (pipeline_run / "serving" / "tokenlearner").iterdir()] == first
+    # TensorBoard (and the report) show this run's model where it was trained: in the first run's Trainer logs.
+    assert cli.main(["tensorboard", "--output", str(pipeline_run)]) == 0
+    command = capsys.readouterr().out.split()
+    logdir = Path(command[command.index("--logdir") + 1])
+    assert list((logdir / "train").glob("events.out.tfevents.*")) and (logdir / "history.csv").is_file()
 
 
 def test_faster_evaluator_keeps_every_metric_slice_plot_and_the_blessing(pipeline_run, tmp_path):

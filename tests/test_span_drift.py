@@ -235,7 +235,7 @@ def _validate(tmp_path: Path, exec_properties: dict) -> None:
                         {"exclude_splits": "[]", **exec_properties})
 
 
-def test_the_executor_stops_on_drift_after_validating_the_splits(tmp_path):
+def test_the_executor_stops_on_drift_before_validating_the_splits(tmp_path):
     dataset = dataset_with_spans(tmp_path / "data", (BALANCED[:100], 100), (SKEWED[:100], 100))
     settings = {DATA_ROOT_KEY: str(dataset), TRAIN_SPANS_KEY: 0, SPAN_LABEL_DRIFT_KEY: 0.1,
                 SPAN_IMAGE_DRIFT_KEY: 0.1, ACCEPT_DRIFT_KEY: 0}

@@ -88,7 +88,7 @@ def test_plan_warm_starts_a_base_of_the_same_network_and_names_its_newest_span(t
     assert start.message == f"warm start from {base} (span 1)"
     assert start.to_dict() == {"spans": [1, 2], "warm_start_from": base, "base_spans": [0, 1],
                                "epochs": TINY.retrain_epochs, "scratch_reason": None,
-                               "examples": str(tmp_path / "examples"), "unchanged_from": None}
+                               "examples": str(tmp_path / "examples"), "unchanged_from": None, "trained_in": None}
 
 
 def test_plan_without_span_files_is_span_0(tmp_path):
@@ -215,7 +215,7 @@ def test_the_first_model_trains_from_scratch_and_leaves_what_a_warm_start_needs(
     out = base.parent
     assert _training(out) == {"spans": [0, 1], "warm_start_from": None, "base_spans": None, "epochs": 1,
                               "scratch_reason": "no blessed model yet", "examples": str(examples),
-                              "unchanged_from": None}
+                              "unchanged_from": None, "trained_in": None}
     ws = base / warm_start.WARM_START_DIR
     assert json.loads((ws / warm_start.CONFIG_FILE).read_text()) == TINY.to_dict()
     # the base's own facts, and where its learning curves are
@@ -235,7 +235,7 @@ def test_a_warm_start_loads_the_base_weights_and_trains_retrain_epochs(exported_
     assert not _lines(info, "training from scratch")
     assert _training(tmp_path / "warm") == {"spans": [0, 1], "warm_start_from": base_model, "base_spans": [0, 1],
                                             "epochs": 2, "scratch_reason": None, "examples": str(examples),
-                                            "unchanged_from": None}
+                                            "unchanged_from": None, "trained_in": None}
     with open(tmp_path / "warm" / "model_run" / HISTORY_FILE) as f:
         assert len(list(csv.DictReader(f))) == TINY.retrain_epochs
     for got, want in zip(_exported_weights(warm), _exported_weights(base), strict=True):
@@ -269,9 +269,9 @@ def test_no_new_data_and_the_same_settings_re_exports_the_base_unchanged_without
         np.array_equal(a, b) for a, b in zip(_exported_weights(again), _exported_weights(base), strict=True))
     facts = _training(tmp_path / "again")
     assert (facts["epochs"], facts["unchanged_from"], facts["warm_start_from"]) == (0, base_model, base_model)
-    # The report's learning curves are the base's (the model is the base's); no epoch was timed in this run.
-    assert (tmp_path / "again" / "model_run" / HISTORY_FILE).read_bytes() \
-        == (base.parent / "model_run" / HISTORY_FILE).read_bytes()
+    # Where the weights were trained: the report's curves and times, and TensorBoard's logs, are read there.
+    assert facts["trained_in"] == str(base.parent / "model_run")
+    assert not (tmp_path / "again" / "model_run" / HISTORY_FILE).exists()  # this run trained nothing
     assert not (tmp_path / "again" / "model_run" / EPOCH_TIMES_FILE).exists()
     # The Pusher matches published versions by the model whose training made the weights: the base, also for a
     # copy of a copy.
@@ -279,6 +279,7 @@ def test_no_new_data_and_the_same_settings_re_exports_the_base_unchanged_without
     info.clear()
     third = _run(exported_model, examples, tmp_path / "third", TINY, base_model=str(again / SERVING_MODEL_DIR))
     assert _lines(info, "no new data since") and warm_start.source_model(str(third)) == str(base)
+    assert _training(tmp_path / "third")["trained_in"] == str(base.parent / "model_run")
 
 
 def test_new_settings_on_the_same_data_warm_start_instead(examples, base, tmp_path):

@@ -18,15 +18,17 @@ its own, and logs `warm start from <base model path> (span N)` (N: the newest sp
 it logs `training from scratch: <reason>`. Either way it writes its training facts, `<model_run>/training.json`
 (contract.TRAINING_FACTS_FILE, read by the run summary and history): {"spans": [0, 1], "epochs": n, "warm_start_from":
 the base's path or null, "base_spans": [0] (null when from scratch), "scratch_reason": "..." (null when warm),
-"examples": the Examples artifact trained on, "unchanged_from": below, "model_run": its ModelRun folder (in the copy
-under warm_start/ only)}.
+"examples": the Examples artifact trained on, "unchanged_from" and "trained_in": below; the copy under warm_start/
+adds "model_run": this execution's ModelRun folder}.
 
 No new data: when the base trained on this very Examples artifact (the ExampleGen was cached: no span was appended)
 with this very TrainerConfig, a scheduled re-run has nothing to learn. The execution then trains nothing: it logs
-`no new data since <base> (spans ...): re-exporting it unchanged`, copies the base's SavedModel, warm-start files and
-learning curves, and records `"unchanged_from"`: the SavedModel folder whose training produced the weights (the
-base's own origin when the base was itself such a copy). The Evaluator blesses the copy against its original, and the
-Pusher (components/pusher.py, `source_model`) finds that original already published instead of pushing a duplicate.
+`no new data since <base> (spans ...): re-exporting it unchanged`, copies the base's SavedModel and warm-start
+files, and records `"unchanged_from"`: the SavedModel folder whose training produced the weights, and `"trained_in"`:
+the ModelRun folder of that training (its curves, epoch times and TensorBoard logs, which the report and `tokenlearner
+tensorboard` show for this run); both are the base's own origin when the base was itself such a copy. The Evaluator
+blesses the copy against its original, and the Pusher (components/pusher.py, `source_model`) finds that original
+already published instead of pushing a duplicate.
 
 The spans of the training data are those the ExampleGen lists in `<examples artifact>/spans.json` ({"spans": [0,
 1]}); an Examples artifact without that file holds span 0 (datasets written before spans existed).
@@ -45,7 +47,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from trainer.config import ARCHITECTURE_FIELDS, TrainerConfig
-from trainer.contract import CLASS_NAMES_ASSET, HISTORY_FILE, SPANS_FILE, SPLIT_PREFIX, TRAINING_FACTS_FILE
+from trainer.contract import CLASS_NAMES_ASSET, SPANS_FILE, SPLIT_PREFIX, TRAINING_FACTS_FILE
 
 WARM_START_DIR = "warm_start"  # inside a Model artifact, beside Format-Serving
 WEIGHTS_FILE = "weights.h5"
@@ -65,7 +67,7 @@ class Plan:
     reason: str = ""  # why from scratch ("" when warm)
     examples: Optional[str] = None  # the Examples artifact of the training data (None: files outside one)
     unchanged_from: Optional[str] = None  # no new data: the SavedModel folder whose weights are re-exported
-    base_model_run: Optional[str] = None  # no new data: the base's ModelRun folder, whose curves are copied
+    trained_in: Optional[str] = None  # no new data: the ModelRun folder where those weights were trained
 
     @property
     def warm(self) -> bool:
@@ -89,7 +91,7 @@ class Plan:
         return {"spans": list(self.spans), "warm_start_from": self.base_model,
                 "base_spans": list(self.base_spans) if self.warm else None, "epochs": self.epochs,
                 "scratch_reason": None if self.warm else self.reason, "examples": self.examples,
-                "unchanged_from": self.unchanged_from}
+                "unchanged_from": self.unchanged_from, "trained_in": self.trained_in}
 
 
 def artifact_dir(model_dir: str) -> str:
@@ -204,7 +206,8 @@ def plan(cfg: TrainerConfig, class_names: Sequence[str], base_model: Optional[st
     facts = _facts(directory)
     if examples and facts.get("examples") == examples and base_config == json.loads(json.dumps(cfg.to_dict())):
         return Plan(spans=spans, epochs=0, base_model=base_model, base_spans=base_spans, examples=examples,
-                    unchanged_from=facts.get("unchanged_from") or base_model, base_model_run=facts.get("model_run"))
+                    unchanged_from=facts.get("unchanged_from") or base_model,
+                    trained_in=facts.get("trained_in") or facts.get("model_run"))
     return Plan(spans=spans, epochs=cfg.retrain_epochs, base_model=base_model, base_spans=base_spans,
                 examples=examples)
 
@@ -223,7 +226,7 @@ def load_weights(model: keras.Model, base_model: str) -> None:
 
 def save(model: keras.Model, cfg: TrainerConfig, run: Plan, serving_model_dir: str, model_run_dir: str) -> str:
     """Writes `<model artifact>/warm_start/` for `serving_model_dir`'s Model artifact: what a later execution warm
-    starts from (and, `model_run_dir`, where its learning curves are). Returns the folder."""
+    starts from (and `model_run_dir`: where it trained). Returns the folder."""
     directory = artifact_dir(serving_model_dir)
     tf.io.gfile.makedirs(directory)
     local = tempfile.mkdtemp(prefix="tokenlearner-warm-start-")
@@ -238,25 +241,15 @@ def save(model: keras.Model, cfg: TrainerConfig, run: Plan, serving_model_dir: s
     return directory
 
 
-# The base's record of its fit that describes the re-exported model too, for the report's learning curves (its epoch
-# times and training precision do not: this run trained nothing, and the run summary says so).
-COPIED_RECORDS = (HISTORY_FILE,)
-
-
 def reexport(run: Plan, serving_model_dir: str, model_run_dir: str) -> None:
     """No new data (`run.unchanged`): `serving_model_dir`'s Model artifact becomes a copy of the base's (SavedModel
-    and warm-start files), with this execution's facts; the base's learning curves go to `model_run_dir` so the
-    report of this run shows the model it pushed."""
+    and warm-start files), with this execution's facts, which say where the weights were trained (`trained_in`)."""
     _copy_tree(run.base_model, serving_model_dir)
     source, directory = artifact_dir(run.base_model), artifact_dir(serving_model_dir)
     tf.io.gfile.makedirs(directory)
     for name in (WEIGHTS_FILE, CONFIG_FILE):
         tf.io.gfile.copy(f"{source}/{name}", f"{directory}/{name}", overwrite=True)
     _write_json(f"{directory}/{TRAINING_FACTS_FILE}", {**run.to_dict(), "model_run": model_run_dir})
-    tf.io.gfile.makedirs(model_run_dir)
-    for name in COPIED_RECORDS if run.base_model_run else ():
-        if tf.io.gfile.exists(f"{run.base_model_run}/{name}"):
-            tf.io.gfile.copy(f"{run.base_model_run}/{name}", f"{model_run_dir}/{name}", overwrite=True)
 
 
 def _copy_tree(source: str, destination: str) -> None:

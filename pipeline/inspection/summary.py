@@ -211,6 +211,12 @@ def training_facts(model_run_uri: str) -> dict:
         return json.load(f)
 
 
+def trained_in(model_run_uri: str) -> str:
+    """The ModelRun folder where the model of this Trainer execution was trained: its own, or, when the execution
+    had no new data and re-exported an earlier model unchanged, that model's (its curves, times and logs)."""
+    return training_facts(model_run_uri).get("trained_in") or model_run_uri
+
+
 def warm_start_of(run: RunSummary) -> str:
     """How the run's Trainer started: "from <base model> (span N)", "scratch: <why>", "unchanged: no new data since
     <base model>" (re-exported without training), "" when it did not run."""
