@@ -18,16 +18,17 @@ import tensorflow_data_validation as tfdv
 from PIL import Image
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import types
-from tfx.types import artifact_utils, standard_artifacts
+from tfx.types import standard_artifacts
 
 from components import schema as schema_lib
 from components.ingest import span_statistics
 from components.sources import DataError
 from components.validator import (ACCEPT_DRIFT_KEY, DATA_ROOT_KEY, SPAN_IMAGE_DRIFT_KEY, SPAN_LABEL_DRIFT_KEY,
                                    TRAIN_SPANS_KEY, DataValidationError, DriftError, GatedExampleValidator,
-                                   GatingExecutor, check_span_drift, drift_message, span_drift, window_spans)
+                                   check_span_drift, drift_message, span_drift, window_spans)
 from pipeline import config as config_lib
 from pipeline.cli import app, exit_codes
+from tests.helpers import run_gating_validator
 from trainer import contract
 from trainer.features import CIFAR10_CLASSES
 
@@ -206,33 +207,15 @@ def test_alike_spans_pass_and_log_their_distances(tmp_path, caplog):
 # ------------------------------------------------------------------------------------------ in the executor
 
 def _validate(tmp_path: Path, exec_properties: dict) -> None:
-    """The gated executor on valid split statistics (curated schema), with the span drift settings."""
-    schema_text = open(schema_lib.resolve(schema_lib.PACKAGED_SCHEMA)).read()
-    from google.protobuf import text_format
-
+    """The gated executor on valid split statistics (curated schema, 100 balanced images), with the span drift
+    settings."""
     image = _png(100)
-    tmp_path.mkdir(parents=True)
-    records = tmp_path / "train.tfrecord"
-    with tf.io.TFRecordWriter(str(records)) as writer:
-        for i in range(100):
-            feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
-                       "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 10]))}
-            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
-    stats = standard_artifacts.ExampleStatistics()
-    stats.uri = str(tmp_path / "stats")
-    stats.split_names = artifact_utils.encode_split_names(["train"])
-    result = tfdv.generate_statistics_from_tfrecord(
-        str(records), stats_options=tfdv.StatsOptions(schema=text_format.Parse(schema_text, schema_pb2.Schema())))
-    (tmp_path / "stats" / "Split-train").mkdir(parents=True)
-    (tmp_path / "stats" / "Split-train" / "FeatureStats.pb").write_bytes(result.SerializeToString())
-    schema = standard_artifacts.Schema()
-    schema.uri = str(tmp_path / "schema")
-    (tmp_path / "schema").mkdir()
-    (tmp_path / "schema" / "schema.pbtxt").write_text(schema_text)
-    anomalies = standard_artifacts.ExampleAnomalies()
-    anomalies.uri = str(tmp_path / "anomalies")
-    GatingExecutor().Do({"statistics": [stats], "schema": [schema]}, {"anomalies": [anomalies]},
-                        {"exclude_splits": "[]", **exec_properties})
+    records = [tf.train.Example(features=tf.train.Features(feature={
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 10]))})).SerializeToString()
+        for i in range(100)]
+    run_gating_validator(tmp_path, {"train": records}, open(schema_lib.resolve(schema_lib.PACKAGED_SCHEMA)).read(),
+                         exec_properties)
 
 
 def test_the_executor_stops_on_drift_before_validating_the_splits(tmp_path):
