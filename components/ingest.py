@@ -684,7 +684,9 @@ def _check_same_classes(class_names: list[str], source: Path, dataset_dir: Path)
     else:
         i = next(i for i, (a, b) in enumerate(zip(class_names, expected)) if a != b)
         what = f"the same classes in another order (class {i}: {class_names[i]!r} here, {expected[i]!r} there)"
-    raise DataError(f"{where}: {what}; a span needs the same class names in the same order")
+    raise DataError(f"{where}: {what}; a span needs the same class names in the same order (another class list is "
+                    "another dataset: write it with `tokenlearner data --out DIR` and run it into a new --output; "
+                    "its Trainer trains from scratch)")
 
 
 def _stats_schema():

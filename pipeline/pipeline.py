@@ -99,8 +99,8 @@ def data_components(config: PipelineConfig) -> DataComponents:
         # With the curated schema `label` counts as categorical: its class histogram is what the drift check uses.
         statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
                                                       schema=schema_gen.outputs["schema"])
-    # Fails the run on anomalies, on label drift against the train split and on drift between the newest two spans
-    # (before anything trains: the Trainer waits for it).
+    # Fails the run on drift between the newest two spans (checked first), on anomalies and on label drift against
+    # the train split, before anything trains: the Trainer waits for it.
     example_validator = GatedExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                               schema=schema_gen.outputs["schema"],
                                               label_drift_threshold=config.label_drift_threshold,
