@@ -134,7 +134,8 @@ def test_accept_drift_trains_on_the_skewed_span(loop):
 def test_history_reads_the_spans_of_every_pushed_model_from_ml_metadata(loop):
     proc = run_cli(["history", "--output", str(loop.output)])
     assert proc.returncode == EXIT_OK, proc.stdout
-    rows = [line.split() for line in proc.stdout.splitlines()[1:]]
+    # The table's rows start with the run id (a timestamp); TensorFlow's start-up lines may come before them.
+    rows = [line.split() for line in proc.stdout.splitlines() if re.match(r"\d{4}-\d\d-\d\dT", line)]
     assert [r[3] for r in rows] == ["0", "0,1", "0,1,2", "0,1,2"]  # run id, date, time, spans, ...
     pushed = [r[-1] for r in rows if r[-2] == "version"]
     assert pushed == loop.versions[3]
