@@ -17,8 +17,8 @@ before.
 
 Training time is the sum of each Trainer's epoch_times.csv (every epoch's wall seconds, validation included), and,
 beside it, the Trainer component's whole wall time (model build, the per-epoch checkpoint of the best weights, the
-export); test accuracy is the Evaluator's (TFMA) on the test split. Steps already done (a marker file in WORK) are skipped, and a
-killed run resumes at its last finished epoch when the script is started again with the same WORK.
+export); test accuracy is the Evaluator's (TFMA) on the test split. Steps already done (a marker file in WORK) are
+skipped, and a killed run resumes at its last finished epoch when the script is started again with the same WORK.
 
     nice .venv/bin/python bench/warm_start.py --work /var/tmp/runs/warm            # the documented row
 """

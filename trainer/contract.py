@@ -77,8 +77,9 @@ CLASS_NAMES_FILE = "class_names.txt"  # under ASSETS_EXTRA: one class name a lin
 CLASS_NAMES_ASSET = f"{ASSETS_EXTRA}/{CLASS_NAMES_FILE}"
 MODEL_STATS_FILE = "model_stats.json"  # trainer/flops.py: parameters, FLOPs, training precision (model_run dir)
 HISTORY_FILE = "history.csv"  # model_run dir: the per-epoch metrics of the fit (trainer/checkpoints.py)
-# model_run dir: how the Trainer started (trainer/run.py writes, the report reads): {"spans": [0, 1], "epochs": n,
-# "warm_start_from": the base model's path or null, "base_spans": [0], "scratch_reason": "..." when not warm}.
+# model_run dir: how the Trainer started (trainer/warm_start.py writes, the summary and report read): {"spans": [0, 1],
+# "epochs": n, "warm_start_from": the base model's path or null, "base_spans": [0], "scratch_reason": "..." when not
+# warm, "examples": the Examples artifact, "unchanged_from"/"trained_in": set when no new data (a re-export)}.
 TRAINING_FACTS_FILE = "training.json"
 EPOCH_TIMES_FILE = "epoch_times.csv"  # model_run dir: each epoch's wall seconds, across resumes (same)
 # Its columns; files written before the last two have rows without them, which read as trained_with "?".
