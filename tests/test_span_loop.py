@@ -3,7 +3,7 @@ span 1 appended -> the same command warm-starts from version 1 and pushes versio
 -> the run stops at the drift check naming spans 1 and 2 and the label, exit 4, nothing trained or pushed; the same
 with accept_drift=true -> it trains. The spans behind every pushed model are read back from ML Metadata.
 
-One module-scoped loop (four pipeline runs, ~5 min here) that the tests read in order; `retrain_epochs=1` keeps the
+One module-scoped loop (four pipeline runs, ~5-7 min here) that the tests read in order; `retrain_epochs=1` keeps the
 warm-started runs short (the first run trains the tiny preset's 2 epochs from scratch).
 """
 from __future__ import annotations
@@ -42,8 +42,9 @@ class Loop:
 def loop(shared_cifar, tmp_path_factory) -> Loop:
     root = tmp_path_factory.mktemp("loop")
     output = root / "out"
+    # Beam in the CLI's process (beam_workers=1, as the digits and mixed runs): four runs without worker start-ups.
     command = ["run", "--data", str(shared_cifar), "--preset", "tiny", "--limit", str(TINY_RUN_LIMIT),
-               "--output", str(output), "--set", "retrain_epochs=1"]
+               "--output", str(output), "--set", "retrain_epochs=1", "--set", "beam_workers=1"]
     folders = write_cifar_spans(shared_cifar, root / "spans", {"span1": BALANCED, "span2": SKEWED})
 
     def run(*extra: str) -> None:
