@@ -5,8 +5,10 @@
   image_folder.py, images.py (any image to 8-bit RGB), tfrecord_source.py and cifar10_batches.py (the official
   pickles, read without running code);
 - schema.py, schema_gen.py: `package:` schema paths, and the ImportSchemaGen that resolves them where it runs;
-- validator.py: `GatedExampleValidator`, an ExampleValidator that fails the run on anomalies and on label drift
-  beyond the run's `label_drift_threshold`;
+- span_example_gen.py: `SpanImportExampleGen`, ImportExampleGen over the newest `train_spans` spans of a dataset,
+  recording on its Examples which spans it read;
+- validator.py: `GatedExampleValidator`, an ExampleValidator that fails the run on anomalies, on label drift
+  beyond the run's `label_drift_threshold`, and on drift between the two newest spans (`DriftError`);
 - pusher.py: `AtomicPusherExecutor`, a Pusher executor that publishes a version atomically, never twice;
 - trainer_component.py: the Trainer component, in the pipeline or as a Vertex AI custom training job.
 

@@ -4,7 +4,9 @@ TFX's stock Pusher copies files straight into `<base>/<version>/`, so a model se
 half-written version, and a re-run whose Evaluator re-blesses the same model (now with itself as the baseline)
 pushes a duplicate version. Here the version is written under a hidden name (`.tmp-<version>`, which TF Serving
 ignores: versions must be numbers) and renamed into place in one step; a model already published is recorded
-as pushed at its existing version.
+as pushed at its existing version. "Already published" is by the Trainer model a version holds: the model itself, or
+the one a Trainer without new data re-exported unchanged (trainer/warm_start.py `source_model`), so a scheduled
+re-run on the same spans pushes nothing new either.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from trainer import warm_start
 from trainer.contract import ASSETS_EXTRA
 
 SOURCE_FILE = f"{ASSETS_EXTRA}/tokenlearner_source.json"  # which Trainer model a version holds
@@ -41,7 +44,8 @@ def _source_of(version_dir: str) -> str | None:
 
 
 def publish(model_path: str, base: str, model_uri: str) -> tuple[str, bool]:
-    """Copies `model_path` to a new version under `base`; returns (version, newly written)."""
+    """Copies `model_path` to a new version under `base` unless a version holds the Trainer model `model_uri` (the
+    model whose training produced the weights: warm_start.source_model); returns (version, newly written)."""
     for version in reversed(published_versions(base)):
         if _source_of(os.path.join(base, str(version))) == model_uri:
             return str(version), False
@@ -76,7 +80,7 @@ class AtomicPusherExecutor(pusher_executor.Executor):
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
         base = destination.filesystem.base_directory
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
-        version, written = publish(self.GetModelPath(input_dict), base, model.uri)
+        version, written = publish(self.GetModelPath(input_dict), base, warm_start.source_model(model.uri))
         logging.info("Model %s %s %s.", model.uri, "published as" if written else "already published as",
                      os.path.join(base, version))
         self._MarkPushed(model_push, pushed_destination=os.path.join(base, version), pushed_version=version)

@@ -5,14 +5,25 @@ the training split's (the schema's `drift_comparator` on `label`, its threshold 
 `label_drift_threshold`), and then fails the execution with one line naming each split, feature and problem; the
 Trainer depends on it, so it never runs on such data. The label's domain (0..N-1) is the schema's: the curated
 CIFAR-10 schema, or the one ingestion writes for another class list.
+
+With spans (`tokenlearner data --append`) it also compares the two newest spans of the training window (the
+dataset's spans, the newest `train_spans` of them): the class shares (L-infinity distance) and the image height,
+width and mean brightness (Jensen-Shannon divergence), from each span's statistics that ingestion wrote
+(`ingest.span_statistics`). A new span unlike the one before it stops the run before anything trains, with one
+line naming both spans, the feature and its distance (`DriftError`, which `tokenlearner run` exits on with
+EXIT_DRIFT); `accept_drift` turns that line into a warning. One span in the window: nothing to compare. This check
+comes first; the split checks above still apply to a window whose drift was accepted (a span whose training images
+are skewed but whose test images are not then fails them).
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import tensorflow_data_validation as tfdv
-from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 from tfx import types
 from tfx.components.example_validator import executor as validator_executor
 from tfx.components.example_validator import labels
@@ -22,15 +33,30 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils, writer_utils
 
-from trainer.contract import SPLIT_PREFIX, TRAIN
+from trainer.contract import SPAN_IMAGE_FEATURES, SPLIT_PREFIX, TRAIN, span_stats_path
 from trainer.features import LABEL_KEY
+
+log = logging.getLogger(__name__)
 
 REFERENCE_SPLIT = TRAIN  # every split's label distribution is compared with the training split's
 LABEL_DRIFT_THRESHOLD_KEY = "label_drift_threshold"  # the execution parameter (PipelineConfig.label_drift_threshold)
+# The span drift check's execution parameters, named as PipelineConfig's fields (data_root None: no span check).
+DATA_ROOT_KEY = "data_root"
+TRAIN_SPANS_KEY = "train_spans"
+SPAN_LABEL_DRIFT_KEY = "span_label_drift"
+SPAN_IMAGE_DRIFT_KEY = "span_image_drift"
+ACCEPT_DRIFT_KEY = "accept_drift"  # an int 0/1: TFX execution properties have no booleans
+DEFAULT_SPAN_DRIFT = 0.1  # PipelineConfig's default for both thresholds
 
 
 class DataValidationError(RuntimeError):
     """Raised by the validator: the message is the one-line summary of every anomaly."""
+
+
+class DriftError(DataValidationError):
+    """The newest span of the training window differs from the one before it beyond the run's thresholds: the
+    data may be fine, so `tokenlearner run` exits with its own code (EXIT_DRIFT) and the message says how to accept
+    it."""
 
 
 def _explain(info) -> str:
@@ -60,6 +86,141 @@ def describe(split: str, anomalies: anomalies_pb2.Anomalies) -> list[str]:
     return problems
 
 
+@dataclasses.dataclass(frozen=True)
+class FeatureDrift:
+    """One feature's distance between two spans, as TFDV's drift comparator measured it, and the setting it is
+    held to."""
+
+    feature: str
+    distance: float
+    threshold: float
+
+    @property
+    def measure(self) -> str:
+        return "L-infinity distance" if self.feature == LABEL_KEY else "Jensen-Shannon divergence"
+
+    @property
+    def setting(self) -> str:
+        return SPAN_LABEL_DRIFT_KEY if self.feature == LABEL_KEY else SPAN_IMAGE_DRIFT_KEY
+
+    @property
+    def exceeded(self) -> bool:
+        return self.distance > self.threshold
+
+    def describe(self) -> str:
+        return (f"feature '{self.feature}': {self.measure} {_distance_text(self.distance, self.threshold)} > "
+                f"{self.setting} {self.threshold:g}")
+
+
+def _distance_text(distance: float, threshold: float) -> str:
+    """Two significant digits, more when that would round a distance above the threshold down to it (0.1 > 0.1)."""
+    for digits in range(2, 10):
+        text = f"{distance:.{digits}g}"
+        if float(text) > threshold:
+            return text
+    return repr(distance)
+
+
+def check_span_drift_settings(train_spans: int, span_label_drift: float, span_image_drift: float) -> None:
+    """The same bounds PipelineConfig checks, for callers that build the component themselves."""
+    if train_spans < 0:
+        raise ValueError(f"{TRAIN_SPANS_KEY}: expected 0 (every span) or the number of newest spans, got "
+                         f"{train_spans}")
+    for name, value in ((SPAN_LABEL_DRIFT_KEY, span_label_drift), (SPAN_IMAGE_DRIFT_KEY, span_image_drift)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}: expected 0..1 (a distance between two spans' distributions), got {value}")
+
+
+def _schema_type(stats: statistics_pb2.DatasetFeatureStatistics, name: str) -> int:
+    """The schema type of feature `name` as the statistics recorded it (ingestion decides int or float)."""
+    feature = next((f for f in stats.features if f.name == name or list(f.path.step) == [name]), None)
+    kind = statistics_pb2.FeatureNameStatistics.Type.Name(feature.type) if feature is not None else "INT"
+    return schema_pb2.FeatureType.Value(kind if kind in ("INT", "FLOAT", "BYTES", "STRUCT") else "BYTES")
+
+
+def span_drift_schema(statistics: statistics_pb2.DatasetFeatureStatisticsList, span_label_drift: float,
+                      span_image_drift: float) -> schema_pb2.Schema:
+    """The comparators TFDV measures between two spans: `label` categorical with an L-infinity comparator (the
+    largest difference of one class's share), each image feature with a Jensen-Shannon divergence comparator
+    (of its histogram)."""
+    stats = statistics.datasets[0]
+    schema = schema_pb2.Schema()
+    label = schema.feature.add(name=LABEL_KEY, type=schema_pb2.INT)
+    label.int_domain.is_categorical = True
+    label.drift_comparator.infinity_norm.threshold = span_label_drift
+    for name in SPAN_IMAGE_FEATURES:
+        feature = schema.feature.add(name=name, type=_schema_type(stats, name))
+        feature.drift_comparator.jensen_shannon_divergence.threshold = span_image_drift
+    return schema
+
+
+def span_drift(previous: statistics_pb2.DatasetFeatureStatisticsList,
+               current: statistics_pb2.DatasetFeatureStatisticsList,
+               span_label_drift: float = DEFAULT_SPAN_DRIFT,
+               span_image_drift: float = DEFAULT_SPAN_DRIFT) -> list[FeatureDrift]:
+    """Each compared feature's distance from `previous` to `current` (label first, then SPAN_IMAGE_FEATURES), as
+    measured by tfdv.validate_statistics' drift comparators; a feature either side lacks raises ValueError."""
+    for which, stats in (("previous", previous), ("current", current)):
+        if len(stats.datasets) != 1:
+            raise ValueError(f"{which} span statistics: expected one dataset (all splits of the span), got "
+                             f"{len(stats.datasets)}")
+    anomalies = tfdv.validate_statistics(current, span_drift_schema(previous, span_label_drift, span_image_drift),
+                                         previous_statistics=previous)
+    measured = {".".join(info.path.step): m.value for info in anomalies.drift_skew_info
+                for m in info.drift_measurements}
+    names = (LABEL_KEY, *SPAN_IMAGE_FEATURES)
+    missing = [name for name in names if name not in measured]
+    if missing:
+        raise ValueError(f"no drift measured for {', '.join(repr(m) for m in missing)}: expected categorical "
+                         f"'{LABEL_KEY}' and numeric {', '.join(SPAN_IMAGE_FEATURES)} statistics in both spans")
+    return [FeatureDrift(name, measured[name], span_label_drift if name == LABEL_KEY else span_image_drift)
+            for name in names]
+
+
+def drift_message(previous_span: int, current_span: int, drifts: Sequence[FeatureDrift]) -> Optional[str]:
+    """The one line naming both spans and every feature beyond its threshold; None when none is."""
+    beyond = [d.describe() for d in drifts if d.exceeded]
+    if not beyond:
+        return None
+    return (f"drift between span {previous_span} and span {current_span}: {'; '.join(beyond)} "
+            f"(set {ACCEPT_DRIFT_KEY}=true to train on it)")
+
+
+def window_spans(spans: Sequence[int], train_spans: int) -> list[int]:
+    """The training window: the newest `train_spans` spans (0: every span), oldest first."""
+    ordered = sorted(set(spans))
+    return ordered[-train_spans:] if train_spans > 0 else ordered
+
+
+def check_span_drift(data_root: str, train_spans: int = 0, span_label_drift: float = DEFAULT_SPAN_DRIFT,
+                     span_image_drift: float = DEFAULT_SPAN_DRIFT, accept_drift: bool = False) -> Optional[str]:
+    """Compares the two newest spans of the training window of the dataset at `data_root`. Raises DriftError with
+    the one-line message (a warning instead with `accept_drift`), which it returns; None when the window has one
+    span or the spans are alike."""
+    from components import ingest  # only here: the span list and statistics (ingestion's PIL etc. otherwise unneeded)
+
+    window = window_spans([entry["span"] for entry in ingest.load_spans(data_root)], train_spans)
+    if len(window) < 2:
+        return None
+    previous_span, current_span = window[-2:]
+    previous = ingest.span_statistics(data_root, previous_span)
+    current = ingest.span_statistics(data_root, current_span)
+    try:
+        drifts = span_drift(previous, current, span_label_drift, span_image_drift)
+    except ValueError as e:
+        paths = " and ".join(os.path.join(data_root, span_stats_path(span)) for span in (previous_span, current_span))
+        raise DataValidationError(f"span drift check of {paths}: {e}") from None
+    message = drift_message(previous_span, current_span, drifts)
+    if message is None:
+        log.info("no drift between span %d and span %d: %s", previous_span, current_span,
+                 ", ".join(f"{d.feature} {d.distance:.2g}" for d in drifts))
+    elif accept_drift:
+        log.warning("%s", message)
+    else:
+        raise DriftError(message)
+    return message
+
+
 class GatingExecutor(validator_executor.Executor):
     def Do(self, input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]):
@@ -69,6 +230,14 @@ class GatingExecutor(validator_executor.Executor):
                            if REFERENCE_SPLIT in splits else None)
         self._drift_threshold = exec_properties.get(LABEL_DRIFT_THRESHOLD_KEY)
         self._problems: list[str] = []
+        # Before the split checks: a new span unlike the last one also moves the window's training split away from
+        # its test split, and the line naming the span says what changed (DriftError: EXIT_DRIFT, not 1). Once the
+        # drift is accepted, the split checks still hold the splits to each other.
+        if exec_properties.get(DATA_ROOT_KEY):
+            check_span_drift(exec_properties[DATA_ROOT_KEY], int(exec_properties.get(TRAIN_SPANS_KEY) or 0),
+                             _threshold(exec_properties, SPAN_LABEL_DRIFT_KEY),
+                             _threshold(exec_properties, SPAN_IMAGE_DRIFT_KEY),
+                             bool(exec_properties.get(ACCEPT_DRIFT_KEY)))
         result = super().Do(input_dict, output_dict, exec_properties)
         if self._problems:
             anomalies_uri = artifact_utils.get_single_uri(output_dict[standard_component_specs.ANOMALIES_KEY])
@@ -91,23 +260,38 @@ class GatingExecutor(validator_executor.Executor):
         return anomalies
 
 
+def _threshold(exec_properties: dict[str, Any], key: str) -> float:
+    value = exec_properties.get(key)
+    return DEFAULT_SPAN_DRIFT if value is None else float(value)
+
+
 class GatedExampleValidatorSpec(standard_component_specs.ExampleValidatorSpec):
-    """The stock spec plus the label drift threshold."""
+    """The stock spec plus the label drift threshold and the span drift check's settings."""
 
     PARAMETERS = {**standard_component_specs.ExampleValidatorSpec.PARAMETERS,
-                  LABEL_DRIFT_THRESHOLD_KEY: ExecutionParameter(type=float, optional=True)}
+                  LABEL_DRIFT_THRESHOLD_KEY: ExecutionParameter(type=float, optional=True),
+                  DATA_ROOT_KEY: ExecutionParameter(type=str, optional=True),
+                  TRAIN_SPANS_KEY: ExecutionParameter(type=int, optional=True),
+                  SPAN_LABEL_DRIFT_KEY: ExecutionParameter(type=float, optional=True),
+                  SPAN_IMAGE_DRIFT_KEY: ExecutionParameter(type=float, optional=True),
+                  ACCEPT_DRIFT_KEY: ExecutionParameter(type=int, optional=True)}
 
 
 class GatedExampleValidator(base_component.BaseComponent):
     """`ExampleValidator(statistics, schema)` that fails on anomalies, with the label drift threshold of the run
-    (None: the schema's own)."""
+    (None: the schema's own); with `data_root`, also on drift between the two newest spans of the training window
+    (`check_span_drift`; None: no span check)."""
 
     SPEC_CLASS = GatedExampleValidatorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(GatingExecutor)
 
     def __init__(self, statistics: types.BaseChannel, schema: types.BaseChannel,
-                 label_drift_threshold: Optional[float] = None):
+                 label_drift_threshold: Optional[float] = None, data_root: Optional[str] = None,
+                 train_spans: int = 0, span_label_drift: float = DEFAULT_SPAN_DRIFT,
+                 span_image_drift: float = DEFAULT_SPAN_DRIFT, accept_drift: bool = False):
+        check_span_drift_settings(train_spans, span_label_drift, span_image_drift)
         super().__init__(spec=GatedExampleValidatorSpec(
             statistics=statistics, schema=schema, exclude_splits=json_utils.dumps([]),
-            label_drift_threshold=label_drift_threshold,
+            label_drift_threshold=label_drift_threshold, data_root=data_root, train_spans=train_spans,
+            span_label_drift=span_label_drift, span_image_drift=span_image_drift, accept_drift=int(accept_drift),
             anomalies=types.Channel(type=standard_artifacts.ExampleAnomalies)))

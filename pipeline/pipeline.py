@@ -2,9 +2,10 @@
 
 Node ids, split names, the Trainer's entry point and custom_config keys come from trainer/contract.py.
 
-ImportExampleGen -> StatisticsGen -> ExampleValidator -> Transform -> Trainer -> Resolver(latest blessed model)
--> Evaluator -> Pusher, with the schema from ImportSchemaGen (the curated one; SchemaGen on StatisticsGen's output
-with schema_path=infer).
+ImportExampleGen (the training window of the dataset's spans) -> StatisticsGen -> ExampleValidator (also: drift
+between the newest two spans) -> Transform -> Trainer (warm-started from the latest blessed model) -> Evaluator
+(against the same latest blessed model) -> Pusher, with the schema from ImportSchemaGen (the curated one; SchemaGen
+on StatisticsGen's output with schema_path=infer).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tfx.dsl.components.base import executor_spec
 
 from components.pusher import AtomicPusherExecutor
 from components.schema_gen import PackagedImportSchemaGen
+from components.span_example_gen import SpanImportExampleGen
 from components.trainer_component import trainer_component
 from components.validator import GatedExampleValidator
 from pipeline.config import PipelineConfig
@@ -78,13 +80,15 @@ class DataComponents:
 
 
 def data_components(config: PipelineConfig) -> DataComponents:
-    """ImportExampleGen over the `train`, `eval`, `test` splits written by `tokenlearner data` -> StatisticsGen and
+    """ImportExampleGen over the `train`, `eval`, `test` splits written by `tokenlearner data` (the newest
+    `train_spans` spans of them, components/span_example_gen.py) -> StatisticsGen and
     the schema (curated or inferred) -> the gated ExampleValidator -> Transform (analyzed on `train`)."""
-    example_gen = tfx.components.ImportExampleGen(
+    example_gen = SpanImportExampleGen(
         input_base=config.data_root,
         input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name=name, pattern=f"{name}/{contract.SHARD_GLOB}") for name in SPLITS],
-        )).with_id(contract.EXAMPLE_GEN)
+            tfx.proto.Input.Split(name=name, pattern=f"{name}/{contract.SHARD_GLOB}") for name in SPLITS]),
+        train_spans=config.train_spans,
+    ).with_id(contract.EXAMPLE_GEN)
     if config.schema_path == "infer":
         statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
         schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
@@ -95,10 +99,16 @@ def data_components(config: PipelineConfig) -> DataComponents:
         # With the curated schema `label` counts as categorical: its class histogram is what the drift check uses.
         statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
                                                       schema=schema_gen.outputs["schema"])
-    # Fails the run on anomalies (and on label drift against the train split); the Trainer waits for it.
+    # Fails the run on drift between the newest two spans (checked first), on anomalies and on label drift against
+    # the train split, before anything trains: the Trainer waits for it.
     example_validator = GatedExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                               schema=schema_gen.outputs["schema"],
-                                              label_drift_threshold=config.label_drift_threshold)
+                                              label_drift_threshold=config.label_drift_threshold,
+                                              # drift between the window's newest two spans
+                                              data_root=config.data_root, train_spans=config.train_spans,
+                                              span_label_drift=config.span_label_drift,
+                                              span_image_drift=config.span_image_drift,
+                                              accept_drift=config.accept_drift)
     example_validator = example_validator.with_id(contract.EXAMPLE_VALIDATOR)
     # Analyze on train only; not materialized: the Trainer and every serving signature apply the same graph.
     # No pre/post-transform statistics: StatisticsGen has them, and input_size^2 x 3 float features per image are
@@ -113,21 +123,26 @@ def data_components(config: PipelineConfig) -> DataComponents:
     return DataComponents(example_gen, statistics_gen, schema_gen, example_validator, transform)
 
 
-def evaluation_components(config: PipelineConfig, examples, model) -> tuple[Any, Any]:
-    """(the latest-blessed-model resolver, the Evaluator of `model` on the `test` split of `examples` against
-    it, blessing per `eval_config`)."""
-    model_resolver = tfx.dsl.Resolver(
+def latest_blessed_model() -> Any:
+    """The resolver of the latest blessed model: the Trainer's warm start and the Evaluator's baseline (none on a
+    first run). One of the two resolvers Kubeflow Pipelines v2 and Vertex AI compile."""
+    return tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id(contract.RESOLVER)
+
+
+def evaluator_component(config: PipelineConfig, examples, model, baseline_model) -> Any:
+    """The Evaluator of `model` on the `test` split of `examples` against `baseline_model`, blessing per
+    `eval_config`."""
     evaluator = tfx.components.Evaluator(
-        examples=examples, model=model, baseline_model=model_resolver.outputs["model"],
+        examples=examples, model=model, baseline_model=baseline_model,
         eval_config=eval_config(config), example_splits=[TEST],
     ).with_id(contract.EVALUATOR)
     if config.beam.evaluator_args():
         evaluator.with_beam_pipeline_args(config.beam.evaluator_args())
-    return model_resolver, evaluator
+    return evaluator
 
 
 def create_pipeline(config: PipelineConfig,
@@ -141,18 +156,20 @@ def create_pipeline(config: PipelineConfig,
         Kubeflow and Vertex, which bring their own.
 
     Returns a `tfx.dsl.Pipeline` of nine nodes (ids in trainer/contract.py): `data_components` (ImportExampleGen,
-    StatisticsGen, the schema, the gated ExampleValidator, Transform); the Trainer (`run_fn` of trainer/run.py, in
-    the pipeline or on Vertex AI); `evaluation_components` (the latest-blessed-model resolver, the Evaluator on
-    `test`); the Pusher, which publishes a blessed model to `config.push_dir`.
+    StatisticsGen, the schema, the gated ExampleValidator, Transform); the latest-blessed-model resolver; the
+    Trainer (`run_fn` of trainer/run.py, in the pipeline or on Vertex AI, warm-started from that model); the
+    Evaluator on `test` against it; the Pusher, which publishes a blessed model to `config.push_dir`.
     """
     data = data_components(config)
     examples, schema = data.example_gen.outputs["examples"], data.schema_gen.outputs["schema"]
+    model_resolver = latest_blessed_model()
     trainer = trainer_component(  # in the pipeline, or a Vertex AI training job (config.vertex.training)
         config,
         run_fn=RUN_FN,
         examples=examples,
         transform_graph=data.transform.outputs["transform_graph"],
         schema=schema,
+        base_model=model_resolver.outputs["model"],  # warm start (TrainerConfig.warm_start)
         train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[EVAL]),
         custom_config={TRAINER_CONFIG_KEY: config.trainer.to_dict(), CLASS_NAMES_KEY: list(config.class_names),
@@ -162,7 +179,7 @@ def create_pipeline(config: PipelineConfig,
     ).with_id(contract.TRAINER)
     # The Trainer does not run on data that failed validation either.
     trainer.add_upstream_node(data.example_validator)
-    model_resolver, evaluator = evaluation_components(config, examples, trainer.outputs["model"])
+    evaluator = evaluator_component(config, examples, trainer.outputs["model"], model_resolver.outputs["model"])
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(

@@ -92,7 +92,7 @@ def digits_run(digits_folder, tmp_path_factory) -> PipelineRun:
     """`tokenlearner run --data <digits folder> --preset small_images --limit 300 --epochs 2`, once per session: the
     preset made for small images (input_size 16) on the dataset it was measured on, at a smoke-test budget (floor 0,
     so it is pushed); its end-to-end test (test_presets_e2e.py leaves it to this one). Beam in the CLI's process
-    (`beam_workers=1`: no worker start-ups; the default multi-process DirectRunner is `tiny_run`'s and `mixed_run`'s)."""
+    (`beam_workers=1`: no worker start-ups; the default multi-process DirectRunner is `tiny_run`'s)."""
     output = tmp_path_factory.mktemp("digits_run")
     console, run_id = _run_pipeline(["--data", str(digits_folder), "--preset", "small_images", "--limit",
                                      str(DIGITS_RUN_LIMIT), "--epochs", "2", "--set", "accuracy_floor=0",
@@ -108,9 +108,12 @@ def mixed_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def mixed_run(mixed_folder, tmp_path_factory) -> PipelineRun:
-    """`tokenlearner run --data <mixed folder> --preset tiny` with default settings, once per session."""
+    """`tokenlearner run --data <mixed folder> --preset tiny` with default settings, once per session, but Beam in the
+    CLI's process (`beam_workers=1`, as `digits_run`): the images are decoded and resized the same in a worker
+    process or in this one, and `tiny_run` covers the default multi-process DirectRunner."""
     output = tmp_path_factory.mktemp("mixed_run")
-    console, run_id = _run_pipeline(["--data", str(mixed_folder), "--preset", "tiny"], output)
+    console, run_id = _run_pipeline(["--data", str(mixed_folder), "--preset", "tiny", "--set", "beam_workers=1"],
+                                    output)
     return PipelineRun(output=output, console=console, run_id=run_id, data=mixed_folder)
 
 

@@ -171,6 +171,31 @@ def extract_cifar_test_jpegs(archive: Path, dest: Path, per_class: int) -> list[
     return sorted(dest.glob("test/*/*.jpg"))
 
 
+def write_cifar_spans(archive: Path, dest: Path, spans: dict[str, dict[str, dict[str, int]]], start: int = 100,
+                      source: str = "test") -> dict[str, Path]:
+    """Image folders of CIFAR-10 JPEGs (the archive's `source` split) for `tokenlearner data --append`, in one pass
+    over the archive: dest/<span>/<split>/<class>/NNNN.jpg with `spans[span][split][class]` images each, distinct
+    images across spans, splits and classes, from file number `start` on (the --limit 300 runs use test numbers below
+    30)."""
+    wanted: dict[tuple[str, int], Path] = {}  # (class, file number) -> where it goes
+    for class_name in CLASSES:
+        number = start
+        for span, splits in spans.items():
+            for split, counts in splits.items():
+                for _ in range(counts.get(class_name, 0)):
+                    wanted[(class_name, number)] = dest / span / split / class_name / f"{number:04d}.jpg"
+                    number += 1
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if member.isfile() and source in parts:
+                out = wanted.get((parts[-2], int(Path(member.name).stem)))
+                if out is not None:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(tar.extractfile(member).read())
+    return {span: dest / span for span in spans}
+
+
 def serving_default_probabilities(model_dir: Path, files: list[Path], batch: int = 64) -> dict[str, np.ndarray]:
     """file -> probabilities, from the SavedModel's serving_default (a version folder) called directly on the files'
     bytes: the reference batch inference is checked against."""
@@ -330,3 +355,40 @@ def write_mixed_folder(root: Path) -> Path:
             else:
                 image.save(path, fmt)
     return root
+
+
+def run_gating_validator(tmp_path: Path, splits: dict[str, list[bytes]], schema_text: str,
+                         exec_properties: dict | None = None) -> None:
+    """components/validator.GatingExecutor on real artifacts: each split's serialized tf.Examples -> TFDV statistics
+    (as StatisticsGen computes them with the schema: `label` is categorical, so it gets a class histogram), the
+    schema, then the executor with `exec_properties` (the label drift threshold, the span drift settings)."""
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tfx.types import artifact_utils, standard_artifacts
+
+    from components.validator import GatingExecutor
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    stats = standard_artifacts.ExampleStatistics()
+    stats.uri = str(tmp_path / "stats")
+    stats.split_names = artifact_utils.encode_split_names(list(splits))
+    for split, records in splits.items():
+        path = tmp_path / f"{split}.tfrecord"
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for record in records:
+                writer.write(record)
+        result = tfdv.generate_statistics_from_tfrecord(
+            str(path), stats_options=tfdv.StatsOptions(schema=text_format.Parse(schema_text, schema_pb2.Schema())))
+        result.datasets[0].name = split
+        (tmp_path / "stats" / f"Split-{split}").mkdir(parents=True)
+        (tmp_path / "stats" / f"Split-{split}" / "FeatureStats.pb").write_bytes(result.SerializeToString())
+    schema = standard_artifacts.Schema()
+    schema.uri = str(tmp_path / "schema")
+    (tmp_path / "schema").mkdir()
+    (tmp_path / "schema" / "schema.pbtxt").write_text(schema_text)
+    anomalies = standard_artifacts.ExampleAnomalies()
+    anomalies.uri = str(tmp_path / "anomalies")
+    GatingExecutor().Do({"statistics": [stats], "schema": [schema]}, {"anomalies": [anomalies]},
+                        {"exclude_splits": "[]", **(exec_properties or {})})

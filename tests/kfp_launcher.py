@@ -45,9 +45,11 @@ def _component(spec: dict, task: str) -> dict:
     return spec["components"][spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]]
 
 
-def executor_input(spec: dict, task: str, inputs: dict[str, dict], root: Path,
+def executor_input(spec: dict, task: str, inputs: dict[str, dict | list[dict]], root: Path,
                    rewrite: Callable[[str], str]) -> dict:
-    """The ExecutorInput of `task`: `rewrite` maps the spec's shared-storage paths to local ones."""
+    """The ExecutorInput of `task`: `rewrite` maps the spec's shared-storage paths to local ones. An input is one
+    artifact, or a list of them: `[]` for what a resolver task found nothing for (the latest blessed model on a
+    pipeline's first run)."""
     component = _component(spec, task)
     declared = component.get("inputDefinitions", {}).get("artifacts", {})
     missing = {n for n, d in declared.items() if not d.get("isOptional")} - set(inputs)
@@ -61,11 +63,12 @@ def executor_input(spec: dict, task: str, inputs: dict[str, dict], root: Path,
                                      "uri": str(root / task / name)}]}
                for name, d in component.get("outputDefinitions", {}).get("artifacts", {}).items()}
     return {"inputs": {"parameterValues": values,
-                       "artifacts": {name: {"artifacts": [a]} for name, a in inputs.items()}},
+                       "artifacts": {name: {"artifacts": a if isinstance(a, list) else [a]}
+                                     for name, a in inputs.items()}},
             "outputs": {"artifacts": outputs, "outputFile": str(root / task / "executor_output.json")}}
 
 
-def run_task(spec: dict, task: str, inputs: dict[str, dict], root: Path, env: dict[str, str],
+def run_task(spec: dict, task: str, inputs: dict[str, dict | list[dict]], root: Path, env: dict[str, str],
              rewrite: Callable[[str], str], timeout: float = 600) -> TaskRun:
     """Runs `task`'s container command with its ExecutorInput; cwd is an empty folder, as in a fresh container."""
     component = _component(spec, task)

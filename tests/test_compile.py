@@ -36,7 +36,8 @@ RESOLVERS = {"latest_blessed_model_resolver-model-resolver", "latest_blessed_mod
 ORDER = [("ImportExampleGen", "StatisticsGen"), ("StatisticsGen", "ExampleValidator"), ("SCHEMA", "ExampleValidator"),
          ("ImportExampleGen", "Transform"), ("SCHEMA", "Transform"), ("Transform", "Trainer"),
          ("ImportExampleGen", "Trainer"), ("Trainer", "Evaluator"),
-         ("latest_blessed_model_resolver-model-resolver", "Evaluator"), ("Evaluator", "Pusher"),
+         ("latest_blessed_model_resolver-model-resolver", "Evaluator"),
+         ("latest_blessed_model_resolver-model-resolver", "Trainer"), ("Evaluator", "Pusher"),
          ("Trainer", "Pusher")]
 
 

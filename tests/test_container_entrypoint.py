@@ -79,7 +79,9 @@ def runs(spec, installed, tmp_path_factory) -> dict[str, kfp_launcher.TaskRun]:
     trainer = run("Trainer", examples=kfp_launcher.artifact(spec, "Trainer", "examples", examples_dir, examples),
                   transform_graph=kfp_launcher.artifact(spec, "Trainer", "transform_graph",
                                                         transform.outputs["transform_graph"]["uri"]),
-                  schema=kfp_launcher.artifact(spec, "Trainer", "schema", **schema_in))
+                  schema=kfp_launcher.artifact(spec, "Trainer", "schema", **schema_in),
+                  # The latest-blessed-model resolver on a first run: nothing blessed yet, no warm start.
+                  base_model=[])
     blessing_dir = root / "Evaluator" / "blessing"
     blessing_dir.mkdir(parents=True)
     (blessing_dir / "BLESSED").touch()

@@ -75,18 +75,26 @@ def test_pushed_model_serves_jpeg_bytes_and_tf_examples(pipeline_run, shared_cif
     assert features["image_xf"].shape == (16, 32, 32, 3)
 
 
-def test_rerun_is_cached_and_pushes_nothing_new(pipeline_run, shared_cifar, capsys):
+def test_rerun_without_new_data_trains_nothing_and_pushes_nothing_new(pipeline_run, shared_cifar, capsys):
     first = [p.name for p in (pipeline_run / "serving" / "tokenlearner").iterdir()]
     rc = cli.main(["run", "--data", str(shared_cifar), "--limit", "300", "--preset", "tiny",
                    "--output", str(pipeline_run)])
     assert rc == 0
     table = capsys.readouterr().out
-    for component in ("ImportExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "Trainer"):
+    for component in ("ImportExampleGen", "StatisticsGen", "ExampleValidator", "Transform"):
         assert any(line.startswith(component) and " cached " in line for line in table.splitlines()), table
-    # The Evaluator runs again (the resolver now gives it a baseline: the same model), blesses it, and the
-    # Pusher recognises the model as already published instead of writing a duplicate version.
+    # The Trainer runs again (the resolver now gives it a base model: the first run's) but has no new data: it
+    # re-exports that model unchanged instead of training. The Evaluator blesses the copy against its original,
+    # and the Pusher recognises the original as already published instead of writing a duplicate version.
+    (trainer,) = [line for line in table.splitlines() if line.startswith("Trainer")]
+    assert "unchanged: no new data since" in trainer, table
     assert f"pushed {pipeline_run / 'serving' / 'tokenlearner' / first[0]}" in table
     assert [p.name for p in (pipeline_run / "serving" / "tokenlearner").iterdir()] == first
+    # TensorBoard (and the report) show this run's model where it was trained: in the first run's Trainer logs.
+    assert cli.main(["tensorboard", "--output", str(pipeline_run)]) == 0
+    command = capsys.readouterr().out.split()
+    logdir = Path(command[command.index("--logdir") + 1])
+    assert list((logdir / "train").glob("events.out.tfevents.*")) and (logdir / "history.csv").is_file()
 
 
 def test_faster_evaluator_keeps_every_metric_slice_plot_and_the_blessing(pipeline_run, tmp_path):

@@ -92,8 +92,9 @@ def portable_run(direct, output: Path) -> Outputs:
     model = tfx.dsl.Importer(source_uri=model_uri, artifact_type=tfx.types.standard_artifacts.Model,
                              custom_properties={"tfx_version": tfx_version.__version__}
                              ).with_id("direct_runner_model")
-    resolver, evaluator = pipeline_lib.evaluation_components(config, data.example_gen.outputs["examples"],
-                                                             model.outputs["result"])
+    resolver = pipeline_lib.latest_blessed_model()
+    evaluator = pipeline_lib.evaluator_component(config, data.example_gen.outputs["examples"],
+                                                 model.outputs["result"], resolver.outputs["model"])
     config.beam.check_job_server()  # what `tokenlearner run` does first; `embed` needs no server
     os.makedirs(config.pipeline_root, exist_ok=True)  # as local_runner.run: MLMD's SQLite file goes in there
     tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(

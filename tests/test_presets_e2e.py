@@ -7,7 +7,9 @@ only `keras_io` and `better` train without XLA, whose compilation would take lon
 `compact` run covers the XLA-compiled Trainer end to end). `tiny` is covered by
 test_pipeline_e2e.py's run. The runs share one output folder, so data preparation and every component before the
 Trainer run once (later runs take them from the cache); each later Evaluator also loads the previous preset's
-pushed model as its baseline.
+pushed model as its baseline. Beam runs in the CLI's process (`beam_workers=1`): the Evaluator does so with any
+setting (pipeline/config/beam.py evaluator_args), and only the data components before it would start worker
+processes (the default multi-process DirectRunner is covered by the shared tiny run, tests/conftest.py).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ NO_XLA = {"keras_io", "better"}  # the same XLA path as compact's; only its comp
 def test_preset_trains_evaluates_and_pushes(preset, output, shared_cifar, capsys):
     xla = ["--set", "jit_compile=off"] if preset in NO_XLA else []
     rc = cli.main(["run", "--data", str(shared_cifar), "--preset", preset, "--limit", "100", "--epochs", "1", *xla,
+                   "--set", "beam_workers=1",
                    # A one-epoch model is near chance: the gate is TFMA loading and scoring it, not its accuracy.
                    "--set", "accuracy_floor=0", "--set", "regression_tolerance=1", "--set", f"model_name={preset}",
                    "--output", str(output)])

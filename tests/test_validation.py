@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 import tensorflow as tf
-import tensorflow_data_validation as tfdv
-from tfx.types import artifact_utils, standard_artifacts
 
 from components import schema as schema_lib
-from components.validator import LABEL_DRIFT_THRESHOLD_KEY, DataValidationError, GatingExecutor
-from tests.helpers import png_bytes, random_images
+from components.validator import LABEL_DRIFT_THRESHOLD_KEY, DataValidationError
+from tests.helpers import png_bytes, random_images, run_gating_validator
 
 IMAGE = png_bytes(random_images(1)[0])
 SCHEMA_FILE = schema_lib.resolve(schema_lib.PACKAGED_SCHEMA)  # the curated schema the pipeline imports
@@ -34,37 +32,8 @@ def validate(tmp_path, splits: dict[str, list[bytes]], schema_text: str | None =
              label_drift_threshold: float | None = None):
     """Statistics per split (TFDV, as StatisticsGen computes them), then the executor, with real artifacts.
     schema_text: the curated schema by default; label_drift_threshold: the execution parameter (None: not set)."""
-    schema_text = schema_text or open(SCHEMA_FILE).read()
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    stats = standard_artifacts.ExampleStatistics()
-    stats.uri = str(tmp_path / "stats")
-    stats.split_names = artifact_utils.encode_split_names(list(splits))
-    for split, records in splits.items():
-        path = tmp_path / f"{split}.tfrecord"
-        with tf.io.TFRecordWriter(str(path)) as writer:
-            for record in records:
-                writer.write(record)
-        # As StatisticsGen computes them with the schema: `label` is categorical, so it gets a class histogram.
-        result = tfdv.generate_statistics_from_tfrecord(
-            str(path), stats_options=tfdv.StatsOptions(schema=_schema(schema_text)))
-        result.datasets[0].name = split
-        (tmp_path / "stats" / f"Split-{split}").mkdir(parents=True)
-        (tmp_path / "stats" / f"Split-{split}" / "FeatureStats.pb").write_bytes(result.SerializeToString())
-    schema = standard_artifacts.Schema()
-    schema.uri = str(tmp_path / "schema")
-    (tmp_path / "schema").mkdir()
-    (tmp_path / "schema" / "schema.pbtxt").write_text(schema_text)
-    anomalies = standard_artifacts.ExampleAnomalies()
-    anomalies.uri = str(tmp_path / "anomalies")
-    GatingExecutor().Do({"statistics": [stats], "schema": [schema]}, {"anomalies": [anomalies]},
-                        {"exclude_splits": "[]", LABEL_DRIFT_THRESHOLD_KEY: label_drift_threshold})
-
-
-def _schema(text: str):
-    from google.protobuf import text_format
-    from tensorflow_metadata.proto.v0 import schema_pb2
-
-    return text_format.Parse(text, schema_pb2.Schema())
+    run_gating_validator(tmp_path, splits, schema_text or open(SCHEMA_FILE).read(),
+                         {LABEL_DRIFT_THRESHOLD_KEY: label_drift_threshold})
 
 
 def test_clean_data_passes(tmp_path):

@@ -4,6 +4,11 @@ Everything lives in a backup folder keyed by what determines the result (trainer
 Transform graph), outside the per-execution model_run dir, so re-running the same pipeline after a crash resumes
 at the last finished epoch instead of epoch 0. The folder is removed once the model is exported.
 
+A fit's folder never serves another fit: its key also names the base model a warm start loads (a warm start and a
+fit from scratch of the same data differ), and a folder whose run already exported its model (the removal failed or
+was killed) carries a `finished.json` mark, so a later execution with the same key starts a new fit instead of
+"resuming" a finished one. A killed run has no mark and resumes.
+
 Multi-worker training (MultiWorkerMirroredStrategy): every worker gets the same backup folder, and the chief's files
 are the ones kept and read. Keras' BackupAndRestore writes the chief's epoch state there and each other worker's
 into a `workertemp_<task>` sub-folder it deletes again; every worker restores from the chief's. The best epoch's
@@ -20,6 +25,7 @@ import logging
 import os
 import time
 from datetime import datetime, timezone
+from typing import Optional
 
 import tensorflow as tf
 import tf_keras as keras
@@ -29,11 +35,40 @@ from trainer.contract import EPOCH_TIMES_COLUMNS, EPOCH_TIMES_FILE, HISTORY_FILE
 
 log = logging.getLogger("trainer")
 
+FINISHED_FILE = "finished.json"  # in a backup folder: its run exported its model; nothing resumes from it
 
-def backup_dir(root: str, cfg_dict: dict, train_files: list[str], transform_output: str) -> str:
-    key = json.dumps({"config": cfg_dict, "train": sorted(train_files), "transform": transform_output},
-                     sort_keys=True)
+
+def backup_dir(root: str, cfg_dict: dict, train_files: list[str], transform_output: str,
+               base_model: Optional[str] = None) -> str:
+    """The backup folder of one fit under `root`, keyed by what determines its result: the trainer config, the
+    training data, the Transform graph and, for a warm start, the base model whose weights it starts from."""
+    fit = {"config": cfg_dict, "train": sorted(train_files), "transform": transform_output}
+    if base_model:  # keys of fits from scratch stay as they were
+        fit["base_model"] = base_model
+    key = json.dumps(fit, sort_keys=True)
     return f"{root.rstrip('/')}/{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def discard_finished(directory: str) -> bool:
+    """Removes `directory` when the run that wrote it finished (`mark_finished`): its epochs belong to a model that
+    is already exported, not to this execution's fit. True when it did. A multi-worker fit calls this on the chief,
+    then waits for every worker, before any worker reads the folder."""
+    mark = f"{directory}/{FINISHED_FILE}"
+    if not tf.io.gfile.exists(mark):
+        return False
+    with tf.io.gfile.GFile(mark) as f:
+        finished = f.read().strip()
+    log.info("not resuming from %s: its run finished (%s); starting a new fit", directory, finished)
+    remove(directory)
+    return True
+
+
+def mark_finished(directory: str, serving_model_dir: str) -> None:
+    """Marks `directory` as belonging to a run whose model is exported to `serving_model_dir`; call it before
+    `remove`, so that a removal that fails or is killed leaves nothing a later fit resumes from."""
+    if tf.io.gfile.exists(directory):
+        with tf.io.gfile.GFile(f"{directory}/{FINISHED_FILE}", "w") as f:
+            json.dump({"exported_to": serving_model_dir, "finished_utc": _utc_now()}, f)
 
 
 class BestWeights(keras.callbacks.Callback):

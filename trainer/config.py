@@ -18,6 +18,16 @@ POOLINGS = ("mean", "sequence")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 # XLA compilation of the training and evaluation steps (trainer/distribute.py resolves "auto").
 JIT_COMPILE = ("auto", "on", "off")
+# Warm start (trainer/warm_start.py): "auto" continues the latest blessed model when it is the same network,
+# "off" always trains from scratch.
+WARM_STARTS = ("auto", "off")
+# The fields that decide the network's weights (their shapes, order and meaning): a base model whose values of these
+# differ from this run's cannot lend it its weights. The recipe (epochs, rates, dropout, precision, views) may
+# change between a base and its warm start.
+ARCHITECTURE_FIELDS = ("image_size", "patch_size", "conv_tokenizer_stages", "conv_tokenizer_filters",
+                       "projection_dim", "num_layers", "num_heads", "key_dim", "mlp_dim", "layer_norm_eps",
+                       "token_learner", "num_tokens", "token_learner_layer", "token_learner_groups",
+                       "token_learner_bottleneck", "token_fuser", "pooling", "num_classes")
 # input_size bounds: below 8 pixels a side there is nothing to learn from; above 1024 one cached training image
 # alone takes 12 MiB (float32).
 INPUT_SIZES = (8, 1024)
@@ -95,6 +105,11 @@ class TrainerConfig:
     # Serving signatures are never XLA-compiled: TF Serving's CPU build runs XLA only with
     # --xla_cpu_compilation_enabled, off by default.
     jit_compile: str = "auto"
+    # Warm start: "auto" starts from the weights of the latest blessed model (the Trainer's base_model) when its
+    # ARCHITECTURE_FIELDS and class list equal this run's, and then trains retrain_epochs epochs instead of `epochs`
+    # (new spans refine a model that already learned the old ones); "off" trains from scratch every run.
+    warm_start: str = "auto"
+    retrain_epochs: int = 5
     # Serving: an image whose header declares more pixels is refused before decoding (trainer/image_header.py);
     # 4096x4096 admits real photos while a decoded image stays under 50 MB (RGB uint8).
     max_decode_pixels: int = 4096 * 4096
@@ -106,7 +121,7 @@ class TrainerConfig:
         # Before the checks below divide by them.
         for name in ("image_size", "resize_to", "patch_size", "projection_dim", "mlp_dim", "epochs", "batch_size",
                      "num_tokens", "num_layers", "num_heads", "token_learner_bottleneck", "max_decode_pixels",
-                     "conv_tokenizer_filters"):
+                     "conv_tokenizer_filters", "retrain_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
         low, high = INPUT_SIZES
@@ -145,6 +160,8 @@ class TrainerConfig:
             raise ValueError(f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
         if self.jit_compile not in JIT_COMPILE:
             raise ValueError(f"jit_compile: expected one of {JIT_COMPILE}, got {self.jit_compile!r}")
+        if self.warm_start not in WARM_STARTS:
+            raise ValueError(f"warm_start: expected one of {WARM_STARTS}, got {self.warm_start!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule: expected one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         for name in ("warmup_fraction", "label_smoothing", "stochastic_depth", "dropout"):

@@ -30,6 +30,34 @@ SPLITS = (TRAIN, EVAL, TEST)
 SHARD_SUFFIX = ".tfrecord.gz"  # ingestion's GZIP TFRecord shards; ImportExampleGen's pattern is <split>/*<suffix>
 SHARD_GLOB = f"*{SHARD_SUFFIX}"
 
+# Spans (`tokenlearner data --append`): span 0 is the dataset as first written (<split>/data-*<suffix>); span N >= 1
+# adds <split>/span-NNNN-*<suffix> beside it, so <split>/SHARD_GLOB reads every span and old datasets are span 0.
+SPAN_SHARD_PREFIX = "span-"
+SPANS_DIR = "spans"  # <dataset>/spans/span-N.stats.pb: TFDV statistics of span N's images (drift between spans)
+SPAN_IMAGE_FEATURES = ("height", "width", "brightness")  # with the label: what the drift check compares
+SPANS_PROPERTY = "spans"  # custom property of an Examples artifact: the spans it holds, e.g. "0,1,2"
+SPANS_FILE = "spans.json"  # in the same Examples artifact's folder, {"spans": [0, 1, 2]}: what the Trainer reads
+
+
+def shard_name(span: int, shard: int, num_shards: int) -> str:
+    """The file name of one TFRecord shard of `span` (span 0 keeps the names datasets always had)."""
+    prefix = "data" if span == 0 else f"{SPAN_SHARD_PREFIX}{span:04d}"
+    return f"{prefix}-{shard:05d}-of-{num_shards:05d}{SHARD_SUFFIX}"
+
+
+def span_of_shard(file_name: str) -> int:
+    """The span of a shard file written by `shard_name` (any other name is span 0: datasets before spans)."""
+    base = file_name.rsplit("/", 1)[-1]
+    if base.startswith(SPAN_SHARD_PREFIX):
+        return int(base[len(SPAN_SHARD_PREFIX):].split("-", 1)[0])
+    return 0
+
+
+def span_stats_path(span: int) -> str:
+    """Where span `span`'s statistics live, relative to the dataset folder."""
+    return f"{SPANS_DIR}/span-{span}.stats.pb"
+
+
 # Node ids of the graph, as ML Metadata records them (the run summary and the report look components up by them).
 EXAMPLE_GEN = "ImportExampleGen"
 STATISTICS_GEN = "StatisticsGen"
@@ -49,6 +77,10 @@ CLASS_NAMES_FILE = "class_names.txt"  # under ASSETS_EXTRA: one class name a lin
 CLASS_NAMES_ASSET = f"{ASSETS_EXTRA}/{CLASS_NAMES_FILE}"
 MODEL_STATS_FILE = "model_stats.json"  # trainer/flops.py: parameters, FLOPs, training precision (model_run dir)
 HISTORY_FILE = "history.csv"  # model_run dir: the per-epoch metrics of the fit (trainer/checkpoints.py)
+# model_run dir: how the Trainer started (trainer/warm_start.py writes, the summary and report read): {"spans": [0, 1],
+# "epochs": n, "warm_start_from": the base model's path or null, "base_spans": [0], "scratch_reason": "..." when not
+# warm, "examples": the Examples artifact, "unchanged_from"/"trained_in": set when no new data (a re-export)}.
+TRAINING_FACTS_FILE = "training.json"
 EPOCH_TIMES_FILE = "epoch_times.csv"  # model_run dir: each epoch's wall seconds, across resumes (same)
 # Its columns; files written before the last two have rows without them, which read as trained_with "?".
 EPOCH_TIMES_COLUMNS = ("epoch", "seconds", "ended_utc", "fit_started_utc", "precision", "jit_compile")

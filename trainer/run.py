@@ -19,7 +19,7 @@ import tf_keras as keras
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from trainer import checkpoints, cluster, distribute, export, flops, inputs
+from trainer import checkpoints, cluster, distribute, export, flops, inputs, warm_start
 from trainer.config import TrainerConfig
 from trainer.contract import ASSETS_EXTRA, BACKUP_DIR_KEY, CLASS_NAMES_KEY, MODEL_NAME_KEY, TRAINER_CONFIG_KEY
 from trainer.contract import RUN_FN  # noqa: F401  (the path TFX loads `run_fn` by)
@@ -38,11 +38,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
       fn_args: train/eval file patterns (the `train` and `eval` splits), the Transform output, and the
         custom_config the graph wrote: the TrainerConfig as a dict (TRAINER_CONFIG_KEY), the class names
         (CLASS_NAMES_KEY), the TF Serving model name (MODEL_NAME_KEY) and the checkpoint backup folder
-        (BACKUP_DIR_KEY, optional).
+        (BACKUP_DIR_KEY, optional); `base_model`: the latest blessed model's SavedModel folder, or None.
 
-    Produces: in `fn_args.model_run_dir` the TensorBoard logs, history.csv, epoch_times.csv and model_stats.json; in
-    `fn_args.serving_model_dir` the SavedModel of the best epoch with its serving signatures, and under its
-    assets.extra/ the class names, model_stats.json and TF Serving warmup requests. Epoch checkpoints in the
+    Warm start (trainer/warm_start.py): with `warm_start="auto"` and a base model of the same architecture and class
+    list, the model starts from the base's weights and trains `retrain_epochs` epochs, logging `warm start from
+    <base model> (span N)`; otherwise it trains `epochs` epochs from scratch, logging `training from scratch:
+    <reason>`. A base trained on these very Examples with these very settings (no new span since) is re-exported
+    unchanged, without training.
+
+    Produces: in `fn_args.model_run_dir` the TensorBoard logs, history.csv, epoch_times.csv, model_stats.json and
+    training.json (spans trained on, warm start); in `fn_args.serving_model_dir` the SavedModel of the best epoch
+    with its serving signatures, and under its assets.extra/ the class names, model_stats.json and TF Serving warmup
+    requests; beside it, in the Model artifact's warm_start/, what a later warm start loads. Epoch checkpoints in the
     backup folder let a killed run resume; they are removed once the export is complete.
 
     When TF_CONFIG names several workers (trainer/cluster.py), every worker calls this with the same FnArgs and
@@ -89,6 +96,13 @@ def _fit_and_export(fn_args: tfx.components.FnArgs, cfg: TrainerConfig, strategy
     """run_fn's work, writing into `model_run_dir` and `serving_model_dir` (a worker other than the chief: into its
     temporary folder)."""
     class_names = list(fn_args.custom_config[CLASS_NAMES_KEY])
+    start = warm_start.plan(cfg, class_names, getattr(fn_args, "base_model", None), fn_args.train_files)
+    log.info("%s", start.message)  # "warm start from <base> (span N)" | "training from scratch: <reason>" | ...
+    warm_start.write_training(model_run_dir, start)
+    if start.unchanged:  # no new data since the base, same settings: nothing to learn (a scheduled re-run)
+        warm_start.reexport(start, serving_model_dir, model_run_dir)
+        return
+    fit_cfg = dataclasses.replace(cfg, epochs=start.epochs)  # a warm start: retrain_epochs, and its schedule
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
@@ -110,23 +124,31 @@ def _fit_and_export(fn_args: tfx.components.FnArgs, cfg: TrainerConfig, strategy
     jit_compile = distribute.machine_jit_compile(cfg, precision, gpus, multi_worker=workers is not None)
     # MirroredStrategy on >1 GPU, MultiWorkerMirroredStrategy on several workers; the dtype policy
     with distribute.training_scope(cfg, gpus, precision=precision, strategy=strategy):
-        model = compile_model(cfg, steps_per_epoch=steps_per_epoch, jit_compile=jit_compile.on)
+        model = compile_model(fit_cfg, steps_per_epoch=steps_per_epoch, jit_compile=jit_compile.on)
+        if start.warm:  # a killed warm start that resumes gets its epoch checkpoint's weights at fit's start
+            warm_start.load_weights(model, start.base_model)
     log.info("model %s: %d parameters; %d training / %d validation examples; global batch %d; config %s", model.name,
              model.count_params(), num_train, num_eval, global_batch, json.dumps(cfg.to_dict()))
     # model_stats.json: parameters, GFLOPs (two conventions), training precision and XLA
     stats = flops.report(model, model_run_dir, precision=str(precision), jit_compile=str(jit_compile))
     backup = checkpoints.backup_dir(
         fn_args.custom_config.get(BACKUP_DIR_KEY) or os.path.join(fn_args.model_run_dir, "backup"),
-        cfg.to_dict(), fn_args.train_files, fn_args.transform_output)
+        cfg.to_dict(), fn_args.train_files, fn_args.transform_output, base_model=start.base_model)
+    if chief:
+        checkpoints.discard_finished(backup)  # a finished run's epochs are not this fit's
+    if workers is not None:
+        distribute.barrier(strategy)  # ... and no worker reads them before the chief removed them
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=model_run_dir, update_freq="epoch"),
         *checkpoints.callbacks(backup, precision.name, jit_compile.name, chief=chief),
-        ProgressLogger(cfg.epochs, steps_per_epoch=steps_per_epoch),
+        ProgressLogger(fit_cfg.epochs, steps_per_epoch=steps_per_epoch),
     ]
-    model.fit(train_ds, validation_data=eval_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
+    model.fit(train_ds, validation_data=eval_ds, epochs=fit_cfg.epochs, callbacks=callbacks, verbose=2)
     if workers is not None:
         distribute.barrier(strategy)  # the chief has written the last best epoch before anyone reads it
     checkpoints.finish(backup, model, model_run_dir, chief=chief)
+    # Before the export, which attaches the Transform layer to `model`: the weights file holds the network alone.
+    warm_start.save(model, cfg, start, serving_model_dir, model_run_dir)
     export.export_serving_model(model, tft_output, cfg, class_names, serving_model_dir)
     flops.write(stats, os.path.join(serving_model_dir, ASSETS_EXTRA))
     export.write_warmup_requests(serving_model_dir, fn_args.custom_config[MODEL_NAME_KEY],
@@ -134,4 +156,5 @@ def _fit_and_export(fn_args: tfx.components.FnArgs, cfg: TrainerConfig, strategy
     if workers is not None:
         distribute.barrier(strategy)  # every worker has read the best epoch before the chief removes it
     if chief:
+        checkpoints.mark_finished(backup, serving_model_dir)  # should the removal fail, no later fit resumes it
         checkpoints.remove(backup)

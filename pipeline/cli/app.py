@@ -19,7 +19,7 @@ from components import images  # noqa: E402  (image decoding bounds, for the hel
 from pipeline import config as config_lib  # noqa: E402
 from pipeline.cli import options  # noqa: E402
 from pipeline.cli import predict  # noqa: E402  (imports TensorFlow only when a model is used)
-from pipeline.cli.exit_codes import (EXIT_INTERRUPTED, EXIT_NOT_PUSHED, EXIT_OK,  # noqa: E402
+from pipeline.cli.exit_codes import (EXIT_DRIFT, EXIT_INTERRUPTED, EXIT_NOT_PUSHED, EXIT_OK,  # noqa: E402
                                      EXIT_PIPELINE_FAILED, EXIT_USAGE)
 
 log = logging.getLogger("tokenlearner")
@@ -100,7 +100,26 @@ def _prepare(args, out_root: Path) -> Path:
 
 
 def _cmd_data(args) -> int:
-    print(_prepare(args, Path(args.out).resolve()))
+    if args.append is not None:
+        return _append(args)
+    dataset = _prepare(args, Path(args.out).resolve())
+    ingest.span_statistics(dataset, 0)  # written once: the drift check of a later --append compares with it
+    print(dataset)
+    return EXIT_OK
+
+
+def _append(args) -> int:
+    """`data --append DATASET`: --data as the dataset's next span; the last line names the span and the counts."""
+    if args.data is None:
+        raise ingest.DataError("--append DATASET needs --data NEW: the images to add as its next span")
+    dataset = Path(args.append).expanduser().resolve()
+    entry = ingest.append(args.data, dataset, limit=args.limit, strict=args.strict, test_fraction=args.test_fraction,
+                          max_decode_pixels=args.max_decode_pixels,
+                          min_images_per_class=args.min_images_per_class, skip_unreadable=args.skip_unreadable)
+    totals = ingest.load_manifest(dataset)["splits"]
+    counts = lambda splits: ", ".join(f"{s} {v['examples']:,}" for s, v in splits.items())  # noqa: E731
+    print(f"{dataset}: span {entry['span']}: {counts(entry['splits'])}; all {entry['span'] + 1} spans: "
+          f"{counts(totals)}")
     return EXIT_OK
 
 
@@ -133,12 +152,26 @@ def _cmd_run(args) -> int:
         if len(first_line) > 400:  # some errors quote whole records
             first_line = first_line[:400] + " …"
         print(f"tokenlearner: error: pipeline failed: {failed}{first_line} (details: -v)", file=sys.stderr)
-        return EXIT_PIPELINE_FAILED
+        return EXIT_DRIFT if _stopped_on_drift(e) else EXIT_PIPELINE_FAILED
     result = _print_summary(config)
     if result is not None and result.pushed_to is None:
         print(f"tokenlearner: model not pushed: {result.not_pushed_reason}", file=sys.stderr)
         return EXIT_NOT_PUSHED
     return EXIT_OK
+
+
+def _stopped_on_drift(error: BaseException) -> bool:
+    """Whether the run stopped on drift between spans (the validator's DriftError, possibly wrapped by TFX): the
+    data may be fine, so scripts get EXIT_DRIFT rather than EXIT_PIPELINE_FAILED."""
+    from components.validator import DriftError  # TFDV: loaded by the pipeline run already
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, DriftError):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _print_summary(config):
@@ -165,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "default) into TFRecords (train/eval/test)")
     _add_data_args(p)
     p.add_argument("--out", default="outputs/data", help="parent folder of the dataset (default: outputs/data)")
+    p.add_argument("--append", default=None, metavar="DATASET",
+                   help="add --data as the next span of DATASET (a folder written by `tokenlearner data`) instead "
+                        "of a new dataset: split and encoded with the options above, it must have DATASET's class "
+                        "list (same names, same order); written only once complete, with its statistics in "
+                        "DATASET/spans/ for the drift check (--out is not used)")
     p.set_defaults(func=_cmd_data)
 
     p = sub.add_parser("run", help="prepare the data and run the pipeline locally (Beam DirectRunner by default; "
@@ -212,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "mistakes, TokenLearner maps, model card, lineage")
     report_cli.add_report_arguments(p)
     p.set_defaults(func=report_cli.report_from_args)
+
+    p = sub.add_parser("history", help="every run of the pipeline: spans trained on, warm start, test accuracy, "
+                                       "blessing, version pushed")
+    report_cli.add_history_arguments(p)
+    p.set_defaults(func=report_cli.history_from_args)
 
     p = sub.add_parser("tensorboard", help="print (--launch: run) the TensorBoard command for a run's Trainer logs")
     report_cli.add_tensorboard_arguments(p)

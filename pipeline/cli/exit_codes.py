@@ -8,7 +8,7 @@ Shared by every subcommand:
   130  EXIT_INTERRUPTED  Ctrl-C
 
 Exit 1 and 3 mean different things for `run` and for `predict`, so each meaning has its own name:
-  1    EXIT_PIPELINE_FAILED  `run`: a pipeline component failed (bad data included)
+  1    EXIT_PIPELINE_FAILED  `run`: a pipeline component failed (bad data included; drift between spans: 4)
   1    EXIT_SOME_FAILED      `predict`: some files or folders failed (each reported); the others were classified;
                              `infer`: some images are in the errors output (errors-*.jsonl, each with its reason)
   3    EXIT_NOT_PUSHED       `run`: the run finished but the Evaluator did not bless the model, so it was not pushed
@@ -16,6 +16,11 @@ Exit 1 and 3 mean different things for `run` and for `predict`, so each meaning 
   3    EXIT_JOB_FAILED       `infer`: the Beam job failed (runner or worker error); the outputs are incomplete
   1    EXIT_TRAINING_FAILED  `python -m trainer.worker`: training failed; a peer that stopped answering is one line
                              on stderr naming it (`... worker 1 of 2 (host:port) stopped answering: ...`)
+
+Only `run`:
+  4    EXIT_DRIFT            stopped before anything trained: the newest span of the training window differs from the
+                             one before it beyond span_label_drift / span_image_drift (one line names both spans, the
+                             feature and its distance; `--set accept_drift=true` trains on it anyway)
 
 No imports: the serving client (serving_client/predict.py) uses these without loading the CLI.
 """
@@ -25,6 +30,7 @@ EXIT_INTERRUPTED = 130
 
 EXIT_PIPELINE_FAILED = 1
 EXIT_NOT_PUSHED = 3
+EXIT_DRIFT = 4
 
 EXIT_SOME_FAILED = 1
 EXIT_UNREACHABLE = 3

@@ -1,6 +1,6 @@
-"""Arguments and entry points of `tokenlearner report` and `tokenlearner tensorboard` (the work is in
-pipeline/inspection/report.py and tensorboard_logs.py, imported only when the command runs: they pull in
-TensorFlow and ML Metadata)."""
+"""Arguments and entry points of `tokenlearner report`, `tokenlearner history` and `tokenlearner tensorboard` (the
+work is in pipeline/inspection/report.py, history.py and tensorboard_logs.py, imported only when the command runs:
+they pull in TensorFlow and ML Metadata)."""
 from __future__ import annotations
 
 import argparse
@@ -41,6 +41,23 @@ def report_from_args(args: argparse.Namespace) -> int:
         print(f"tokenlearner: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     print(path)
+    return EXIT_OK
+
+
+def add_history_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", default="outputs",
+                   help="the --output folder of `tokenlearner run` (default: outputs)")
+
+
+def history_from_args(args: argparse.Namespace) -> int:
+    from pipeline.inspection import history, run_store
+
+    config = config_lib.load(str(Path(args.output).resolve()))
+    missing = run_store.missing_store(config)
+    if missing:
+        print(f"tokenlearner: error: {missing}", file=sys.stderr)
+        return EXIT_USAGE
+    print(history.render(history.loop_history(config, run_store.open_store(config))))
     return EXIT_OK
 
 

@@ -50,6 +50,15 @@ class PipelineConfig:
     # (L-infinity distance: the largest difference of one class's share). It replaces the threshold of the schema's
     # label drift comparator; 0.05 is the curated schema's.
     label_drift_threshold: float = 0.05
+    # Spans (`tokenlearner data --append`): the Trainer's window, 0 = every span of the dataset, K = the newest K.
+    train_spans: int = 0
+    # Drift between the newest span and the one before it, checked before anything trains: the largest difference
+    # of one class's share (L-infinity), and the Jensen-Shannon divergence of the image height, width and mean
+    # brightness histograms. Above either, the run stops naming both spans, the feature and the distance, unless
+    # accept_drift=true.
+    span_label_drift: float = 0.1
+    span_image_drift: float = 0.1
+    accept_drift: bool = False
     beam_workers: int = 2  # Beam DirectRunner multi-processing workers; 0 = one per CPU
     enable_cache: bool = True
     # Curated schema every split is validated against (ImportSchemaGen); "infer" = SchemaGen infers one per run.
@@ -74,6 +83,13 @@ class PipelineConfig:
         if not 0.0 <= self.label_drift_threshold <= 1.0:
             raise ConfigError(f"label_drift_threshold: expected 0..1 (a distance between class frequencies), got "
                               f"{self.label_drift_threshold}")
+        if self.train_spans < 0:
+            raise ConfigError(f"train_spans: expected 0 (every span) or the number of newest spans, got "
+                              f"{self.train_spans}")
+        for name in ("span_label_drift", "span_image_drift"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}: expected 0..1 (a distance between two spans' distributions), got "
+                                  f"{getattr(self, name)}")
         if len(self.class_names) != self.trainer.num_classes:
             raise ConfigError(f"class_names: {len(self.class_names)} names for num_classes="
                               f"{self.trainer.num_classes} (`tokenlearner run` takes both from the dataset)")

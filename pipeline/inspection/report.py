@@ -20,7 +20,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from pipeline.config import PipelineConfig
 from pipeline.inspection import report_figures as figures
-from pipeline.inspection import report_html, run_store, summary
+from pipeline.inspection import history as loop_history_lib, report_html, run_store, summary
 from pipeline.inspection.report_html import ClassMetrics, Figure, LineageRow, Report
 from pipeline.inspection.run_store import CANDIDATE
 from trainer import contract, features, serving_api
@@ -278,9 +278,10 @@ def _fmt(value: Optional[float], pattern: str = "{:.4f}") -> str:
 
 def _facts(config: PipelineConfig, run: summary.RunSummary, cfg: TrainerConfig, *, params: int, stats: dict,
            overall: dict[str, float], history: dict[str, list[float]], best_epoch: Optional[int], baseline,
-           serving_dir: str, times: Optional[summary.EpochTimes] = None
+           serving_dir: str, times: Optional[summary.EpochTimes] = None, unchanged_from: Optional[str] = None
            ) -> list[tuple[str, list[tuple[str, str]]]]:
-    """The model card: (section, [(fact, value)])."""
+    """The model card: (section, [(fact, value)]). `unchanged_from`: the model a Trainer without new data
+    re-exported (its training facts), whose training `times` and curves are those the card shows."""
     if cfg.token_learner == "none":
         variant = f"ViT without TokenLearner ({cfg.num_patches} tokens in every block)"
         tokens = f"{cfg.num_patches}"
@@ -329,7 +330,9 @@ def _facts(config: PipelineConfig, run: summary.RunSummary, cfg: TrainerConfig, 
             ("dropout · stochastic depth", f"{cfg.dropout:g} · {cfg.stochastic_depth:g}"),
             ("seed", str(cfg.seed)),
             ("epoch kept", best),
-            ("training time", times.text if times else "n/a (no epoch_times.csv: a run older than the record)"),
+            ("training time", (times.text if times else "n/a (no epoch_times.csv: a run older than the record)")
+             + (f"; trained for {unchanged_from}, which this run re-exported unchanged (no new data)"
+                if unchanged_from else "")),
         ]),
         ("Test metrics (TFMA)", [
             ("accuracy", _fmt(overall.get(_ACCURACY))),
@@ -446,18 +449,21 @@ def build(config: PipelineConfig, out_dir: str, run_id: Optional[str] = None, ma
     class_names = list(config.class_names)
     os.makedirs(out_dir, exist_ok=True)
 
-    shown, history, best_epoch = _training_figures(model_run.uri, out_dir)
+    trained = summary.trained_in(model_run.uri)  # a run without new data: the re-exported model's own training
+    shown, history, best_epoch = _training_figures(trained, out_dir)
     evaluated, overall, per_class, matrix = _evaluation_figures(evaluation.uri, class_names, out_dir)
     keras_model = load_keras_model(serving_dir)
     predicted, notes = _model_figures(keras_model, serving_dir, examples.uri, cfg, class_names, out_dir,
                                       max_test_examples)
-    stats = _model_stats(model_run.uri, os.path.join(serving_dir, contract.ASSETS_EXTRA))
+    stats = _model_stats(trained, os.path.join(serving_dir, contract.ASSETS_EXTRA))
     facts = _facts(config, run, cfg, params=keras_model.count_params(), stats=stats, overall=overall,
                    history=history, best_epoch=best_epoch, baseline=baseline, serving_dir=serving_dir,
-                   times=summary.epoch_times(model_run.uri))
+                   times=summary.epoch_times(trained),
+                   unchanged_from=summary.training_facts(model_run.uri).get("unchanged_from"))
     report = Report(config=config, run=run, trainer=cfg, trainer_name=keras_model.name, facts=facts,
                     figures=shown + evaluated + predicted, notes=notes, confusion=matrix, per_class=per_class,
-                    lineage=lineage(store, [a.id for a in (pushed, blessing, evaluation) if a is not None]))
+                    lineage=lineage(store, [a.id for a in (pushed, blessing, evaluation) if a is not None]),
+                    history=loop_history_lib.loop_history(config, store))
     path = os.path.join(out_dir, "report.html")
     with open(path, "w") as f:
         f.write(report_html.render(report))

@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from pipeline.config import PipelineConfig
+from pipeline.inspection import history
 from pipeline.inspection.summary import RunSummary
 from trainer.config import TrainerConfig
 
@@ -52,6 +53,7 @@ class Report:
     confusion: np.ndarray
     per_class: ClassMetrics
     lineage: list[LineageRow]
+    history: list[history.LoopRow] = dataclasses.field(default_factory=list)  # every run, oldest first
 
 
 _CSS = """
@@ -162,6 +164,12 @@ def render(report: Report) -> str:
         f'</p><div class="wide">{lineage}</div>',
         f'<h2>Components of run {_e(run.run_id)}</h2><div class="wide">{steps}</div>',
     ]
+    if report.history:
+        rows = [[_e(c) for c in history.cells(r)] for r in report.history]
+        sections.insert(-2, "<h2>History</h2><p>Every run of this pipeline, oldest first: the spans it trained on, "
+                            "how the Trainer started, the test accuracy, the blessing and the version pushed "
+                            "(ML Metadata; the spans are the ExampleGen's, in every pushed model's lineage).</p>"
+                            f'<div class="wide">{_table(history.HEADER, rows, numeric=(4,))}</div>')
     generated = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return f"""<!DOCTYPE html>
 <html lang="en">

@@ -190,14 +190,59 @@ def _trainer_note(step: Step) -> str:
     return ""
 
 
+def spans_of(run: RunSummary) -> str:
+    """The spans the run's ExampleGen read ("0,1": the `spans` property of its Examples, components/
+    span_example_gen.py); "0" for an Examples artifact from before spans; "" when the ExampleGen output none."""
+    for step in run.steps:
+        if step.component.startswith(contract.EXAMPLE_GEN):
+            for artifact in step.outputs.get("Examples", []):
+                if contract.SPANS_PROPERTY in artifact.custom_properties:
+                    return artifact.custom_properties[contract.SPANS_PROPERTY].string_value
+                return "0"
+    return ""
+
+
+def training_facts(model_run_uri: str) -> dict:
+    """The Trainer's training.json in its ModelRun folder ({} when it has none: a run from before warm starts)."""
+    path = os.path.join(model_run_uri, contract.TRAINING_FACTS_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def trained_in(model_run_uri: str) -> str:
+    """The ModelRun folder where the model of this Trainer execution was trained: its own, or, when the execution
+    had no new data and re-exported an earlier model unchanged, that model's (its curves, times and logs)."""
+    return training_facts(model_run_uri).get("trained_in") or model_run_uri
+
+
+def warm_start_of(run: RunSummary) -> str:
+    """How the run's Trainer started: "from <base model> (span N)", "scratch: <why>", "unchanged: no new data since
+    <base model>" (re-exported without training), "" when it did not run."""
+    for step in run.steps:
+        if step.component.startswith(contract.TRAINER):
+            for artifact in step.outputs.get("ModelRun", []):
+                facts = training_facts(artifact.uri)
+                if facts.get("unchanged_from"):
+                    return f"unchanged: no new data since {facts['warm_start_from']}"
+                if facts.get("warm_start_from"):
+                    return f"from {facts['warm_start_from']} (span {max(facts.get('base_spans') or [0])})"
+                return f"scratch: {facts['scratch_reason']}" if facts.get("scratch_reason") else "scratch"
+    return ""
+
+
 def _note(step: Step, summary: RunSummary) -> str:
     name = step.component
     if name.startswith(contract.EXAMPLE_GEN) and summary.examples:
-        return " · ".join(f"{k} {v:,}" for k, v in summary.examples.items())
+        spans = spans_of(summary)
+        return " · ".join([f"{k} {v:,}" for k, v in summary.examples.items()] + ([f"spans {spans}"] if spans else []))
     if name.startswith(contract.EXAMPLE_VALIDATOR):
         return f"anomalies in {summary.anomalies}" if summary.anomalies else "no anomalies"
     if name.startswith(contract.TRAINER):
-        return _trainer_note(step)
+        start = warm_start_of(summary)
+        return "; ".join(filter(None, [f"warm start {start}" if start.startswith("from") else start,
+                                       _trainer_note(step)]))
     if name.startswith(contract.EVALUATOR) and summary.accuracy is not None:
         top5 = f", top-{summary.top_k} {summary.top5_accuracy:.4f}" if summary.top5_accuracy is not None else ""
         return f"test accuracy {summary.accuracy:.4f}{top5}; {'blessed' if summary.blessed else 'NOT blessed'}"

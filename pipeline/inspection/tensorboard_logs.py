@@ -31,7 +31,9 @@ def logdirs(config: PipelineConfig, run_id: Optional[str] = None, all_runs: bool
         except LookupError as e:
             raise TensorBoardError(f"{config.metadata_path}: {e}") from None
         trainer = next((s for s in run.steps if s.component == contract.TRAINER), None)
-        found = {f"model_run_{a.id}": a.uri for a in (trainer.outputs.get("ModelRun", []) if trainer else [])}
+        # A Trainer without new data re-exported an earlier model: its logs are where that model trained.
+        found = {f"model_run_{a.id}": summary.trained_in(a.uri)
+                 for a in (trainer.outputs.get("ModelRun", []) if trainer else [])}
     if not found:
         raise TensorBoardError(f"{config.metadata_path}: no Trainer logs (ModelRun artifact) recorded")
     return found
