@@ -95,3 +95,14 @@ def test_trainer_config_dict_round_trip():
     assert TrainerConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown trainer config field"):
         TrainerConfig.from_dict({**cfg.to_dict(), "epoch": 3})
+
+
+def test_building_a_model_leaves_tf_keras_unconverted_by_autograph_and_still_converts_our_layers():
+    """trainer/tf_keras_autograph.py: TensorFlow's later DoNotConvert("tf_keras") rule, in force once a model is
+    built; our own layers' `call` stays converted (tf_keras's Layer.__call__ converts it explicitly)."""
+    from tensorflow.python.autograph.impl import conversion
+
+    vit.build_model(PRESETS["tiny"])
+    assert conversion.is_allowlisted(keras.Model.train_step)
+    assert conversion.is_allowlisted(keras.layers.Dense.call)
+    assert not conversion.is_allowlisted(TokenLearner.call)

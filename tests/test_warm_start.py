@@ -140,6 +140,18 @@ def test_a_malformed_spans_file_is_one_line_naming_it(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_a_base_whose_training_facts_lack_spans_is_one_line_naming_the_file(tmp_path):
+    base = _fake_base(tmp_path, TINY, spans=[0])
+    path = tmp_path / "model" / warm_start.WARM_START_DIR / TRAINING_FACTS_FILE
+    path.write_text(json.dumps({"epochs": 2}))
+    for read in (lambda: warm_start.plan(TINY, CLASSES, base, _examples(tmp_path)),
+                 lambda: warm_start.source_model(str(tmp_path / "model"))):
+        with pytest.raises(ValueError) as e:
+            read()
+        assert str(e.value) == f'{path}: expected a JSON object {{"spans": [0, 1, ...]}} of span numbers, got ' \
+                               f'{{"epochs": 2}}'
+
+
 # ------------------------------------------------------------------------------------------------ checkpoints
 
 def test_backup_key_names_the_base_model_and_keeps_fits_from_scratch_as_they_were(tmp_path):

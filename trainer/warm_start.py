@@ -108,18 +108,24 @@ def _read_json(path: str, expected: str):
         raise ValueError(f"{path}: expected {expected}, got invalid JSON ({e})") from None
 
 
-def _spans_of(path: str) -> tuple[int, ...]:
-    """The "spans" list of an Examples artifact's spans.json or a model's training facts; span 0 when the file is
-    absent (written before spans existed)."""
-    if not tf.io.gfile.exists(path):
-        return (0,)
-    expected = 'a JSON object {"spans": [0, 1, ...]} of span numbers'
-    value = _read_json(path, expected)
+_SPANS_EXPECTED = 'a JSON object {"spans": [0, 1, ...]} of span numbers'
+
+
+def _spans_in(value, path: str) -> tuple[int, ...]:
+    """The validated "spans" list of `value`, read from `path` (an Examples artifact's spans.json or a model's
+    training facts)."""
     spans = value.get("spans") if isinstance(value, dict) else None
     if (not isinstance(spans, list) or not spans
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in spans)):
-        raise ValueError(f"{path}: expected {expected}, got {json.dumps(value)[:200]}")
+        raise ValueError(f"{path}: expected {_SPANS_EXPECTED}, got {json.dumps(value)[:200]}")
     return tuple(sorted(set(spans)))
+
+
+def _spans_of(path: str) -> tuple[int, ...]:
+    """The spans listed in `path`; span 0 when the file is absent (written before spans existed)."""
+    if not tf.io.gfile.exists(path):
+        return (0,)
+    return _spans_in(_read_json(path, _SPANS_EXPECTED), path)
 
 
 def examples_dir(train_files: Sequence[str]) -> Optional[str]:
@@ -136,17 +142,21 @@ def examples_spans(train_files: Sequence[str]) -> tuple[int, ...]:
     return _spans_of(os.path.join(examples, SPANS_FILE)) if examples else (0,)
 
 
-def _facts(directory: str) -> dict:
-    """The base's training facts (its warm_start/training.json); {} when it predates them."""
+def _facts(directory: str) -> tuple[dict, tuple[int, ...]]:
+    """(facts, spans): the base's training facts (its warm_start/training.json) and the spans it trained on; ({},
+    (0,)) when it predates them. A file without a valid "spans" list is an error naming it."""
     path = f"{directory}/{TRAINING_FACTS_FILE}"
-    value = _read_json(path, "a JSON object of training facts") if tf.io.gfile.exists(path) else {}
-    return value if isinstance(value, dict) else {}
+    if not tf.io.gfile.exists(path):
+        return {}, (0,)
+    value = _read_json(path, _SPANS_EXPECTED)
+    return value, _spans_in(value, path)
 
 
 def source_model(model_uri: str) -> str:
     """The Model artifact whose training produced the weights of the Model artifact `model_uri`: itself, or, for a
     re-export without new data, the one it copied (what the Pusher matches published versions by)."""
-    origin = _facts(os.path.join(model_uri, WARM_START_DIR)).get("unchanged_from")
+    facts, _ = _facts(os.path.join(model_uri, WARM_START_DIR))
+    origin = facts.get("unchanged_from")
     return os.path.dirname(origin.rstrip("/")) if isinstance(origin, str) and origin else model_uri
 
 
@@ -202,8 +212,7 @@ def plan(cfg: TrainerConfig, class_names: Sequence[str], base_model: Optional[st
     base_classes = _class_names(base_model)
     if base_classes is not None and base_classes != list(class_names):
         return scratch(f"class list differs: {_class_difference(base_classes, list(class_names))}")
-    base_spans = _spans_of(f"{directory}/{TRAINING_FACTS_FILE}")
-    facts = _facts(directory)
+    facts, base_spans = _facts(directory)
     if examples and facts.get("examples") == examples and base_config == json.loads(json.dumps(cfg.to_dict())):
         return Plan(spans=spans, epochs=0, base_model=base_model, base_spans=base_spans, examples=examples,
                     unchanged_from=facts.get("unchanged_from") or base_model,
