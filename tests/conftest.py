@@ -92,11 +92,14 @@ def digits_run(digits_folder, tmp_path_factory) -> PipelineRun:
     """`tokenlearner run --data <digits folder> --preset small_images --limit 300 --epochs 2`, once per session: the
     preset made for small images (input_size 16) on the dataset it was measured on, at a smoke-test budget (floor 0,
     so it is pushed); its end-to-end test (test_presets_e2e.py leaves it to this one). Beam in the CLI's process
-    (`beam_workers=1`: no worker start-ups; the default multi-process DirectRunner is `tiny_run`'s)."""
+    (`beam_workers=1`: no worker start-ups; the default multi-process DirectRunner is `tiny_run`'s). Without XLA, as
+    test_presets_e2e.py runs keras_io and better: the XLA-compiled Trainer is the `compact` preset's run there, and
+    compiling would take longer than these two epochs."""
     output = tmp_path_factory.mktemp("digits_run")
     console, run_id = _run_pipeline(["--data", str(digits_folder), "--preset", "small_images", "--limit",
                                      str(DIGITS_RUN_LIMIT), "--epochs", "2", "--set", "accuracy_floor=0",
-                                     "--set", "regression_tolerance=1", "--set", "beam_workers=1"], output)
+                                     "--set", "regression_tolerance=1", "--set", "beam_workers=1",
+                                     "--set", "jit_compile=off"], output)
     return PipelineRun(output=output, console=console, run_id=run_id, data=digits_folder)
 
 
