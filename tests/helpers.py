@@ -88,6 +88,21 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float =
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 
+def run_cli_in_process(args: list[str]) -> subprocess.CompletedProcess:
+    """`tokenlearner ARGS` called in this interpreter (`pipeline.cli.main`): the same command without a fresh
+    interpreter's ~10 s of imports; its Python-level stdout and stderr (our logs, TFX's component progress, Keras's
+    epoch lines, the summary, the error line) merged as `run_cli` merges them. TensorFlow's C++ log lines are not in
+    it. For runs with Beam in this process (`beam_workers=1`)."""
+    import contextlib
+
+    from pipeline import cli
+
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+        code = cli.main(args)
+    return subprocess.CompletedProcess(["tokenlearner", *args], code, stdout=console.getvalue())
+
+
 def png_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:
     from PIL import Image
 
