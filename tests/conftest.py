@@ -1,7 +1,7 @@
 """Shared fixtures: real CIFAR-10 from ../shared when present, one tiny pipeline run and its report per session,
 one tiny exported model per session, the project installed as a plain package once per session, and one tiny run
 each on two datasets that are not CIFAR-10 (digits; a mixed 3-class folder), with the latter's report. The helpers
-they use (synthetic files, model export, the CLI in a fresh interpreter, the two datasets) are in tests/helpers.py."""
+they use (synthetic files, model export, the CLI in a fresh interpreter or in this one, the two datasets) are in tests/helpers.py."""
 from __future__ import annotations
 
 import os
@@ -17,7 +17,8 @@ _TF_LOG_LEVEL_SET_HERE = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tests.helpers import (DIGITS_RUN_LIMIT, REPO, SHARED_CIFAR, TINY_RUN_LIMIT, ExportedModel,  # noqa: E402
-                           PipelineRun, TinyRun, build_exported_model, run_cli, write_digits, write_mixed_folder)
+                           PipelineRun, TinyRun, build_exported_model, run_cli, run_cli_in_process, write_digits,
+                           write_mixed_folder)
 
 
 def _cli_env() -> dict[str, str]:
@@ -28,9 +29,11 @@ def _cli_env() -> dict[str, str]:
     return env
 
 
-def _run_pipeline(args: list[str], output: Path) -> tuple[str, str]:
-    """`tokenlearner run ARGS --output OUTPUT` in a fresh interpreter: (console, run id); it must exit 0."""
-    proc = run_cli(["run", *args, "--output", str(output)], env=_cli_env())
+def _run_pipeline(args: list[str], output: Path, in_process: bool = False) -> tuple[str, str]:
+    """`tokenlearner run ARGS --output OUTPUT` in a fresh interpreter, or with `in_process` in this one (Beam
+    in-process runs only: `beam_workers=1`): (console, run id); it must exit 0."""
+    command = ["run", *args, "--output", str(output)]
+    proc = run_cli_in_process(command) if in_process else run_cli(command, env=_cli_env())
     assert proc.returncode == 0, proc.stdout[-5000:]
     run_id = re.search(r"^run (\S+)$", proc.stdout, flags=re.M)
     assert run_id, proc.stdout[-5000:]
@@ -92,14 +95,15 @@ def digits_run(digits_folder, tmp_path_factory) -> PipelineRun:
     """`tokenlearner run --data <digits folder> --preset small_images --limit 300 --epochs 2`, once per session: the
     preset made for small images (input_size 16) on the dataset it was measured on, at a smoke-test budget (floor 0,
     so it is pushed); its end-to-end test (test_presets_e2e.py leaves it to this one). Beam in the CLI's process
-    (`beam_workers=1`: no worker start-ups; the default multi-process DirectRunner is `tiny_run`'s). Without XLA, as
+    (`beam_workers=1`: no worker start-ups; the default multi-process DirectRunner is `tiny_run`'s), called in this
+    interpreter (`tiny_run` is the one in a fresh interpreter, as a user runs it). Without XLA, as
     test_presets_e2e.py runs keras_io and better: the XLA-compiled Trainer is the `compact` preset's run there, and
     compiling would take longer than these two epochs."""
     output = tmp_path_factory.mktemp("digits_run")
     console, run_id = _run_pipeline(["--data", str(digits_folder), "--preset", "small_images", "--limit",
                                      str(DIGITS_RUN_LIMIT), "--epochs", "2", "--set", "accuracy_floor=0",
                                      "--set", "regression_tolerance=1", "--set", "beam_workers=1",
-                                     "--set", "jit_compile=off"], output)
+                                     "--set", "jit_compile=off"], output, in_process=True)
     return PipelineRun(output=output, console=console, run_id=run_id, data=digits_folder)
 
 
@@ -113,10 +117,11 @@ def mixed_folder(tmp_path_factory) -> Path:
 def mixed_run(mixed_folder, tmp_path_factory) -> PipelineRun:
     """`tokenlearner run --data <mixed folder> --preset tiny` with default settings, once per session, but Beam in the
     CLI's process (`beam_workers=1`, as `digits_run`): the images are decoded and resized the same in a worker
-    process or in this one, and `tiny_run` covers the default multi-process DirectRunner."""
+    process or in this one, and `tiny_run` covers the default multi-process DirectRunner. Called in this interpreter,
+    as `digits_run`."""
     output = tmp_path_factory.mktemp("mixed_run")
     console, run_id = _run_pipeline(["--data", str(mixed_folder), "--preset", "tiny", "--set", "beam_workers=1"],
-                                    output)
+                                    output, in_process=True)
     return PipelineRun(output=output, console=console, run_id=run_id, data=mixed_folder)
 
 

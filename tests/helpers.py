@@ -1,6 +1,7 @@
 """Helpers the tests share (fixtures are in conftest.py): synthetic images and CIFAR-10 files in the official
-layouts, a tiny real exported model, the CLI run in a fresh interpreter (the shared tiny run), and two datasets that
-are not CIFAR-10 as image folders (scikit-learn's digits; a 3-class folder of mixed formats, modes and sizes)."""
+layouts, a tiny real exported model, the CLI run in a fresh interpreter (the shared tiny run) or in this one, and two
+datasets that are not CIFAR-10 as image folders (scikit-learn's digits; a 3-class folder of mixed formats, modes and
+sizes)."""
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,7 @@ TINY_RUN_LIMIT = 300  # images per class-balanced split: 270 train + 30 eval, 30
 
 @dataclasses.dataclass(frozen=True)
 class PipelineRun:
-    """A finished `tokenlearner run` through the CLI in a fresh interpreter, shared by the tests that read it
+    """A finished `tokenlearner run` through the CLI (in the test interpreter), shared by the tests that read it
     (fixtures `digits_run`, `mixed_run`). Read it, never write into it."""
 
     output: Path  # the --output folder
