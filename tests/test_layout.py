@@ -1,15 +1,18 @@
 """The layout's rules, read from the source with `ast` (nothing is imported): no import cycle among the project's
 modules, the Trainer's entry module imported only by the Trainer (through its path string) and tests, the
-graph <-> trainer contract free of TensorFlow, and `pipeline/` holding the graph, its runners and subpackages."""
+graph <-> trainer contract free of TensorFlow, `pipeline/` holding the graph, its runners and subpackages, and the
+README's Layout table naming every module."""
 from __future__ import annotations
 
 import ast
+import fnmatch
+import re
 import subprocess
 import sys
 
 from tests.helpers import REPO
 
-PACKAGES = ("pipeline", "components", "trainer", "serving_client")
+PACKAGES = ("pipeline", "components", "trainer", "serving_client", "inference")
 TRAINER_ENTRY = "trainer.run"
 
 
@@ -111,3 +114,23 @@ def test_the_serving_client_loads_neither_the_pipeline_settings_nor_ml_metadata(
             "print(sorted(m for m in sys.modules if m.startswith(('ml_metadata', 'pipeline.config', 'tfx'))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_the_readme_layout_names_every_module_of_the_packages():
+    """Each module is named (or matched, as `token_learner*.py`) in the README Layout row of its folder, or by its
+    path where the row is the file itself (`pipeline/pipeline.py`): a newcomer's map that cannot fall behind."""
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("\n## Layout"):readme.index("\n## Tests")]
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([^`]+/)` \|.*$", layout, flags=re.M)}
+    unnamed = []
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            if path.name.startswith("__"):
+                continue
+            relative = path.relative_to(REPO).as_posix()
+            folder = relative.rpartition("/")[0] + "/"
+            named = re.findall(r"`([^`]+)`", rows.get(folder, ""))
+            if f"`{relative}`" not in layout and not any(fnmatch.fnmatch(path.name, n) for n in named):
+                unnamed.append(relative)
+    assert len(rows) >= 6, sorted(rows)
+    assert unnamed == [], f"README.md Layout names no row for {unnamed}"
