@@ -17,6 +17,7 @@ _TF_LOG_LEVEL_SET_HERE = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tests.helpers import (DIGITS_RUN_LIMIT, REPO, SHARED_CIFAR, TINY_RUN_LIMIT, ExportedModel,  # noqa: E402
+                           docker_build_sources,
                            PipelineRun, TinyRun, build_exported_model, run_cli, run_cli_in_process, write_digits,
                            write_mixed_folder)
 
@@ -74,11 +75,14 @@ def exported_model(tmp_path_factory) -> ExportedModel:
 
 @pytest.fixture(scope="session")
 def installed_project(tmp_path_factory) -> Path:
-    """The project as deploy/Dockerfile installs it (`pip install --no-deps .`: a wheel build, not editable), into a
-    folder of its own, once per session (read it, never write into it)."""
+    """The project as deploy/Dockerfile installs it: `pip install --no-deps .` (a wheel build, not editable) of what
+    the Dockerfile's COPY lines bring into its build stage (tests/helpers.py docker_build_sources), into a folder of
+    its own, once per session (read it, never write into it)."""
+    sources = docker_build_sources(tmp_path_factory.mktemp("image_src"))
     site = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(REPO)], check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                           "--target", str(site), str(sources)], capture_output=True, text=True)
+    assert done.returncode == 0, f"pip install --no-deps . of the image's sources failed:\n{done.stderr[-3000:]}"
     return site
 
 

@@ -83,6 +83,34 @@ class PipelineRun:
         return step.outputs[type_name][0].uri
 
 
+def docker_build_sources(dest: Path) -> Path:
+    """What deploy/Dockerfile's build stage holds in its WORKDIR when it runs `pip install --no-deps .`: each path its
+    COPY lines take from the build context (the repository root), copied into `dest`. A path the .dockerignore keeps
+    out of the context fails here as `docker build` fails on it (COPY: not found); a package pyproject.toml lists
+    but no COPY brings fails at the install, as in the image."""
+    import shutil
+
+    whitelist = {line[1:].strip().rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()
+                 if line.startswith("!")}
+    stages = (REPO / "deploy" / "Dockerfile").read_text().split("\nFROM ")
+    (build_stage,) = [stage for stage in stages if "pip install --no-deps ." in stage]
+    for line in build_stage.splitlines():
+        if not line.startswith("COPY ") or "--from=" in line:
+            continue
+        *sources, target = line.split()[1:]
+        for source in sources:
+            if source not in whitelist:
+                raise AssertionError(f"deploy/Dockerfile: `{line}`: .dockerignore keeps {source} out of the build "
+                                     f"context (let it in with `!{source}`)")
+            to = dest / Path(source).name if target in (".", "./") or target.endswith("/") else dest / target
+            if (REPO / source).is_dir():
+                shutil.copytree(REPO / source, to, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                to.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / source, to)
+    return dest
+
+
 def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
     """`tokenlearner ARGS` in a fresh interpreter, as a user runs it; stdout and stderr merged, as on a console."""
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
