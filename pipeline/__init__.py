@@ -2,7 +2,7 @@
 
 - pipeline.py: `create_pipeline(config)`, the graph every runner runs;
 - local_runner.py, kubeflow_runner.py, vertex_runner.py: LocalDagRunner (Beam), Kubeflow Pipelines v2 compile,
-  Vertex AI Pipelines compile and submit;
+  Vertex AI Pipelines compile (sending a compiled spec is the top-level submission/ package's);
 - config/: the settings (`PipelineConfig` and its Beam, metadata and Vertex sections, each container's resources)
   and the curated schema;
 - cli/: the `tokenlearner` command line, one module per group of subcommands, and its exit codes;

@@ -270,6 +270,7 @@ def test_vertex_submit_sends_the_job_with_the_service_account(tmp_path, monkeypa
     from google.cloud import aiplatform
 
     from pipeline import vertex_runner
+    from submission import vertex as vertex_client
 
     sent = {}
     monkeypatch.setattr(aiplatform.PipelineJob, "submit", lambda self, **kw: sent.update(kw, job=self))
@@ -277,7 +278,7 @@ def test_vertex_submit_sends_the_job_with_the_service_account(tmp_path, monkeypa
         config_lib.from_preset("tiny", data_root="gs://b/d", output_dir="gs://b/o", image=IMAGE),
         {"vertex_project": "proj", "vertex_service_account": "sa@proj.iam.gserviceaccount.com", "schema_path": SCHEMA})
     spec = vertex_runner.compile_spec(config, str(tmp_path / "v.json"))
-    job = vertex_runner.submit(config, spec, credentials=AnonymousCredentials())
+    job = vertex_client.submit(config, spec, credentials=AnonymousCredentials())
     assert sent["service_account"] == "sa@proj.iam.gserviceaccount.com" and sent["job"] is job
     assert sent["job"].to_dict()["runtimeConfig"]["gcsOutputDirectory"] == "gs://b/o/pipeline/tokenlearner-cifar10"
 

@@ -12,7 +12,7 @@ import sys
 
 from tests.helpers import REPO
 
-PACKAGES = ("pipeline", "components", "trainer", "serving_client", "inference")
+PACKAGES = ("pipeline", "components", "trainer", "serving_client", "inference", "submission")
 TRAINER_ENTRY = "trainer.run"
 
 

@@ -16,7 +16,9 @@ import yaml
 
 from pipeline import cli
 from pipeline import config as config_lib
-from pipeline import kubeflow_runner, vertex_runner
+from pipeline import vertex_runner
+from submission import kubeflow as kubeflow_client
+from submission import vertex as vertex_client
 from pipeline.config import schedule
 from pipeline.cli.remote import KFP_ENDPOINT_ENV
 
@@ -150,7 +152,7 @@ def test_vertex_schedule_sends_the_sdk_request_with_the_compiled_spec(tmp_path, 
     monkeypatch.setattr(aiplatform_v1.ScheduleServiceClient, "create_schedule", server)
     config = _config(enable_cache="false")
     spec_path = vertex_runner.compile_spec(config, str(tmp_path / "v.json"))
-    made, request = vertex_runner.create_schedule(config, spec_path, schedule.parse("0 3 * * *"),
+    made, request = vertex_client.create_schedule(config, spec_path, schedule.parse("0 3 * * *"),
                                                   credentials=AnonymousCredentials())
     (parent, sent), = received
     assert made.resource_name == "projects/proj/locations/us-central1/schedules/1234"
@@ -182,13 +184,13 @@ class _KfpServer:
         self.calls.append((method, url, dict(query_params or ()), body))
         path = url.split("/apis/v2beta1", 1)[1]
         if path == "/healthz":
-            return kubeflow_runner._Answer({"multi_user": False})
+            return kubeflow_client._Answer({"multi_user": False})
         if path == "/experiments" and method == "GET":
             wanted = json.loads(dict(query_params)["filter"])["predicates"][0]["stringValue"]
             found = [{"experiment_id": "exp-7", "display_name": "nightly"}] if wanted == "nightly" else []
-            return kubeflow_runner._Answer({"experiments": found})
+            return kubeflow_client._Answer({"experiments": found})
         ids = {"/experiments": "experiment_id", "/recurringruns": "recurring_run_id", "/runs": "run_id"}
-        return kubeflow_runner._Answer({**body, ids[path]: "id-1"})
+        return kubeflow_client._Answer({**body, ids[path]: "id-1"})
 
 
 def test_kubeflow_schedule_sends_a_recurring_run_request_the_kfp_client_built(tmp_path, monkeypatch, capsys,
@@ -237,7 +239,7 @@ def test_kubeflow_dry_run_prints_the_requests_and_sends_nothing(tmp_path, capsys
                      ("POST", "/apis/v2beta1/experiments"), ("POST", "/apis/v2beta1/recurringruns")]
     run = printed["requests"][-1]["body"]
     assert run["trigger"] == {"cron_schedule": {"cron": "0 0 3 * * *"}}
-    assert run["experiment_id"] == kubeflow_runner.DRY_RUN_EXPERIMENT_ID
+    assert run["experiment_id"] == kubeflow_client.DRY_RUN_EXPERIMENT_ID
     assert run["runtime_config"] == {"parameters": {}, "pipeline_root": ROOT}
 
 

@@ -3,7 +3,8 @@
 - app.py: the parser, logging and `main`; the `data` and `run` subcommands;
 - predict.py: `predict` (the client itself is serving_client/predict.py);
 - infer.py: `infer`, batch predictions on Beam (the work is in inference/);
-- remote.py: `compile` and `submit` (the work is in pipeline/kubeflow_runner.py and pipeline/vertex_runner.py);
+- remote.py: `compile` and `submit` (the work is in pipeline/kubeflow_runner.py, pipeline/vertex_runner.py and
+  submission/);
 - flops.py: `flops` (the work is in trainer/flops.py);
 - report.py: `report` and `tensorboard` (the work is in pipeline/inspection/);
 - options.py: the options several subcommands share (--preset, --set, --beam-profile);

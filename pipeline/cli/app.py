@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer_cli.add_arguments(p)
     p.set_defaults(func=infer_cli.run_from_args)
 
-    from pipeline.cli import remote as remote_cli  # the work is in kubeflow_runner.py / vertex_runner.py
+    from pipeline.cli import remote as remote_cli  # the work is in the runners and submission/
 
     p = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines v2 or Vertex AI (offline)")
     remote_cli.add_arguments(p, submit=False)

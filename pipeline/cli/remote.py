@@ -3,7 +3,7 @@
 
 `submit --schedule CRON` makes the submission recurring: a Vertex AI pipeline schedule, or a Kubeflow Pipelines
 recurring run; the cron is checked (pipeline/config/schedule.py) before anything is read, compiled or sent.
-The work itself is in pipeline/kubeflow_runner.py and pipeline/vertex_runner.py.
+The work itself is in pipeline/kubeflow_runner.py and pipeline/vertex_runner.py (compile) and in submission/ (send).
 """
 from __future__ import annotations
 
@@ -115,6 +115,8 @@ def compile_from_args(args) -> int:
 
 def submit_from_args(args) -> int:
     from pipeline import kubeflow_runner, vertex_runner
+    from submission import kubeflow as kubeflow_client
+    from submission import vertex as vertex_client
 
     # Checked before the dataset's manifest is read or anything is compiled: a bad cron costs nothing.
     cron = schedule_lib.parse(args.schedule) if args.schedule is not None else None
@@ -137,17 +139,17 @@ def submit_from_args(args) -> int:
     out = args.out or os.path.join(tempfile.mkdtemp(prefix="tokenlearner-"), f"pipeline{suffix}")
     if args.target == "kubeflow":
         kubeflow_runner.compile_spec(config, out)
-        target = kubeflow_runner.KubeflowTarget(host=args.host, experiment=args.experiment or config.pipeline_name,
+        target = kubeflow_client.KubeflowTarget(host=args.host, experiment=args.experiment or config.pipeline_name,
                                                 namespace=args.namespace)
-        sent = kubeflow_runner.submit(config, out, target, cron=cron, dry_run=args.dry_run)
+        sent = kubeflow_client.submit(config, out, target, cron=cron, dry_run=args.dry_run)
         print(json.dumps(describe_kubeflow(sent, target, cron, out, sent_for_real=not args.dry_run), indent=2))
         return EXIT_OK
     vertex_runner.compile_spec(config, out)
     if cron is None:
-        job = vertex_runner.submit(config, out, dry_run=args.dry_run)
+        job = vertex_client.submit(config, out, dry_run=args.dry_run)
         print(json.dumps(describe(job, config, out, sent=not args.dry_run), indent=2))
         return EXIT_OK
-    schedule, request = vertex_runner.create_schedule(config, out, cron, dry_run=args.dry_run)
+    schedule, request = vertex_client.create_schedule(config, out, cron, dry_run=args.dry_run)
     print(json.dumps(describe_vertex_schedule(schedule, request, config, out, sent=not args.dry_run), indent=2))
     return EXIT_OK
 

@@ -1,0 +1,109 @@
+"""Sends a compiled spec to a Kubeflow Pipelines API server with kfp's own `kfp.Client`: one run, or a recurring run
+on a cron (`tokenlearner submit --target kubeflow [--schedule CRON]`). The spec comes from
+pipeline/kubeflow_runner.py.
+
+A dry run goes through the same client code, which builds the same requests; `_offline_kfp_api` answers them here
+instead of sending them, so they can be printed and checked without a server.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import logging
+import urllib.parse
+from typing import Any, Iterator, Optional
+
+from pipeline.config import ConfigError, PipelineConfig
+from pipeline.config.schedule import CronSchedule
+
+log = logging.getLogger(__name__)
+
+
+# The id a dry run's stand-in server gives the experiment; a real server assigns its own.
+DRY_RUN_EXPERIMENT_ID = "dry-run-experiment-id"
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeflowTarget:
+    """Where `submit` sends the pipeline: the KFP API endpoint, the user's namespace (multi-user Kubeflow; None = the
+    client's default) and the experiment that groups the runs (created if missing)."""
+
+    host: str
+    experiment: str
+    namespace: Optional[str] = None
+
+
+def submit(config: PipelineConfig, spec_path: str, target: KubeflowTarget, cron: Optional[CronSchedule] = None,
+           dry_run: bool = False) -> list[dict[str, Any]]:
+    """Sends the compiled spec (`spec_path`, a .yaml PipelineSpec) to Kubeflow Pipelines with `kfp.Client`: a run now,
+    or with `cron` a recurring run (`create_recurring_run`: at most one run at a time, no catch-up of the times a
+    paused schedule missed). Returns the HTTP requests the client made, in order, as {method, url, body}.
+
+    With `dry_run` the same client code builds the same requests, but `_offline_kfp_api` answers them here instead of
+    sending them: healthz says single-user, the experiment is not found and gets DRY_RUN_EXPERIMENT_ID."""
+    if not spec_path.endswith((".yaml", ".yml")):
+        raise ConfigError(f"--out: Kubeflow Pipelines takes the PipelineSpec YAML (e.g. pipeline.yaml), got "
+                          f"{spec_path!r}")
+    cron_expression = cron.for_kubeflow() if cron is not None else None
+    with _offline_kfp_api(answer=dry_run) as sent, contextlib.redirect_stdout(io.StringIO()) as printed:
+        import kfp
+
+        client = kfp.Client(host=target.host, namespace=target.namespace or "kubeflow")
+        experiment = client.create_experiment(target.experiment, namespace=target.namespace)
+        common = dict(experiment_id=experiment.experiment_id, job_name=config.pipeline_name,
+                      pipeline_package_path=spec_path, pipeline_root=config.pipeline_root,
+                      enable_caching=config.enable_cache)
+        if cron_expression is None:
+            client.run_pipeline(**common, params={})
+        else:
+            client.create_recurring_run(**common, cron_expression=cron_expression, max_concurrency=1,
+                                        no_catchup=True, enabled=True)
+    for line in printed.getvalue().splitlines():  # the client prints its UI links; stdout is our JSON
+        log.info("kfp: %s", line)
+    return sent
+
+
+class _Answer:
+    """What kfp_server_api's ApiClient reads from a REST response."""
+
+    def __init__(self, body: dict[str, Any]):
+        self.status, self.reason, self.data = 200, "OK", json.dumps(body).encode()
+
+    def getheader(self, name: str, default: Any = None) -> Any:
+        return "application/json" if name.lower() == "content-type" else default
+
+    def getheaders(self) -> dict[str, str]:
+        return {"content-type": "application/json"}
+
+
+@contextlib.contextmanager
+def _offline_kfp_api(answer: bool) -> Iterator[list[dict[str, Any]]]:
+    """Keeps every request kfp.Client makes in the block (kfp_server_api's `RESTClientObject.request`, where the
+    generated API classes hand over method, URL and JSON body). With `answer` they are answered here and nothing is
+    sent; else they go on to the server."""
+    from kfp_server_api import rest
+
+    sent: list[dict[str, Any]] = []
+    original = rest.RESTClientObject.request
+
+    def request(self, method, url, query_params=None, headers=None, body=None, post_params=None, **kwargs):
+        query = dict(query_params or ())
+        sent.append({"method": method, "url": url + (f"?{urllib.parse.urlencode(query)}" if query else ""),
+                     "body": body})
+        if not answer:
+            return original(self, method, url, query_params=query_params, headers=headers, body=body,
+                            post_params=post_params, **kwargs)
+        path = urllib.parse.urlsplit(url).path
+        if path.endswith("/healthz"):
+            return _Answer({"multi_user": False})
+        if path.endswith("/experiments") and method == "POST":
+            return _Answer({**body, "experiment_id": DRY_RUN_EXPERIMENT_ID})
+        return _Answer(body if method == "POST" else {})  # a lookup finds nothing; a creation echoes its body
+
+    rest.RESTClientObject.request = request
+    try:
+        yield sent
+    finally:
+        rest.RESTClientObject.request = original
