@@ -50,6 +50,26 @@ def test_dataflow_fixed_workers_and_setup_file_instead_of_image():
         "--autoscaling_algorithm=NONE", "--num_workers=5", "--setup_file=/src/tokenlearner/setup.py"]
 
 
+def test_the_checkouts_setup_file_stages_an_sdist_of_every_package(tmp_path):
+    """`beam_setup_file=<checkout>/setup.py`: the sdist Beam's own stager builds from it (Stager._build_setup_package:
+    `python -m build --sdist`, else `python setup.py sdist`, in that file's folder) holds every package pyproject.toml
+    lists and the packaged schema, which Dataflow workers then pip-install."""
+    import re
+    import tarfile
+
+    from apache_beam.runners.portability.stager import Stager
+
+    tarball = Stager._build_setup_package(str(REPO / "setup.py"), str(tmp_path))
+    with tarfile.open(tarball) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    listed = re.search(r"^packages = \[(.*?)\]", (REPO / "pyproject.toml").read_text(), flags=re.M | re.S).group(1)
+    packages = re.findall(r'"([\w.]+)"', listed)
+    assert "submission" in packages and len(packages) >= 8, packages
+    missing = [p for p in packages if f"{p.replace('.', '/')}/__init__.py" not in names]
+    assert missing == [], f"the staged sdist lacks {missing}"
+    assert "pipeline/config/schema/schema.pbtxt" in names
+
+
 def test_flink_and_spark_go_through_the_portable_runner():
     flink = _config("beam_profile=flink", "beam_job_endpoint=flink-jobserver:8099", "beam_parallelism=8")
     assert flink.beam_pipeline_args == [
@@ -83,6 +103,7 @@ def test_flink_and_spark_go_through_the_portable_runner():
     (["beam_environment_type=KUBERNETES"], IMAGE, "beam_environment_type: unknown"),
     (["beam_max_workers=-1"], IMAGE, "beam_max_workers: expected >= 0"),
     (["beam_setup_file=pyproject.toml"], IMAGE, "beam_setup_file: Beam expects a path to a file named setup.py"),
+    (["beam_setup_file=setup.py"], IMAGE, "beam_setup_file: expected a path with its folder"),
     (["beam.nope=1"], IMAGE, "beam.nope: unknown beam field"),
 ])
 def test_bad_profiles_name_the_field(pairs, image, match):

@@ -37,7 +37,8 @@ class BeamConfig:
     num_workers: int = 0  # initial workers; 0 = Dataflow's default
     max_workers: int = 0  # autoscaling ceiling; 0 = Dataflow's default
     # Dataflow workers need this project's code: by default they run the pipeline image (sdk_container_image);
-    # a path to a setup.py instead makes Beam build and stage an sdist of the project.
+    # a path to a setup.py instead (the checkout's own, setup.py at its root) makes Beam build and stage an sdist of the
+    # project.
     setup_file: str = ""
     # flink / spark (portable runner)
     job_endpoint: str = ""  # host:port of the Flink or Spark Beam job server
@@ -59,6 +60,9 @@ class BeamConfig:
                 raise ConfigError(f"beam_{name}: expected >= 0, got {getattr(self, name)}")
         if self.setup_file and os.path.basename(self.setup_file) != "setup.py":
             raise ConfigError(f"beam_setup_file: Beam expects a path to a file named setup.py, got {self.setup_file!r}")
+        if self.setup_file and not os.path.dirname(self.setup_file):  # Beam builds the sdist in that folder (chdir)
+            raise ConfigError(f"beam_setup_file: expected a path with its folder (/path/to/checkout/setup.py or "
+                              f"./setup.py), got {self.setup_file!r}")
 
     def pipeline_args(self, direct_workers: int, image: str = "") -> list[str]:
         """The exact `beam_pipeline_args` of this profile. `direct_workers`: DirectRunner processes (0 = one per
