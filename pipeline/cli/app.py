@@ -23,6 +23,9 @@ from pipeline.cli.exit_codes import (EXIT_DRIFT, EXIT_INTERRUPTED, EXIT_NOT_PUSH
                                      EXIT_PIPELINE_FAILED, EXIT_USAGE)
 
 log = logging.getLogger("tokenlearner")
+# The loggers whose INFO lines are the console's progress: ours and each of the project's top-level packages
+# (modules log under their own names; a package missing here would be silent without -v).
+OUR_LOGGERS = ("tokenlearner", "components", "pipeline", "trainer", "inference", "submission", "serving_client")
 
 DESCRIPTION = ("TokenLearner ViT with TFX on your images (CIFAR-10 by default): prepare the data, run the pipeline "
                "(locally, or compiled for Kubeflow Pipelines and Vertex AI), classify images with the exported model, "
@@ -43,7 +46,7 @@ def _setup_logging(verbosity: int) -> None:
     logging.basicConfig(level=logging.DEBUG if verbosity > 0 else logging.WARNING,
                         format="%(asctime)s %(levelname).1s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
     ours = logging.INFO if verbosity == 0 else (logging.WARNING if verbosity < 0 else logging.DEBUG)
-    for name in ("tokenlearner", "components", "pipeline", "trainer", "inference"):
+    for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(ours)
     noisy = ("apache_beam", "tensorflow", "tfx", "tensorflow_transform", "ml_metadata")
     absl = logging.getLogger("absl")
