@@ -63,8 +63,8 @@ def test_accuracy(serving_dir: str, test_files: list[str], batch: int = 500) -> 
 
 def _trained(model_run: Path, stats: dict) -> dict:
     """What every row reports about its training, from the files the Trainer wrote into its model_run dir."""
-    from pipeline.inspection.report import learning_curves
-    from pipeline.inspection.summary import epoch_times
+    from inspection.report import learning_curves
+    from inspection.summary import epoch_times
 
     curve, times = learning_curves(str(model_run)).get("val_accuracy", []), epoch_times(str(model_run))
     return {"params": stats["params"], "gflops_keras_io": stats["keras_io_gflops"], "gflops_direct": stats["gflops"],
@@ -123,8 +123,8 @@ def run_row(spec: str, run_id: str | None = None) -> dict:
     measured on the test split, and what its Trainer wrote and MLMD recorded. This is the product path; a row the
     bench trains itself goes through the same run_fn but is scored here instead of by TFMA."""
     from pipeline import config as config_lib
-    from pipeline.inspection import report, run_store, summary
-    from pipeline.inspection.run_store import CANDIDATE
+    from inspection import report, run_store, summary
+    from inspection.run_store import CANDIDATE
     from trainer import flops
     from trainer.config import PRESETS
 

@@ -32,7 +32,7 @@ def main() -> int:
     if not (folder / "train").is_dir():
         write_digits(folder)
     print(bench_data.machine(), flush=True)
-    from pipeline import cli
+    import cli
 
     return cli.main(["run", "--data", str(folder), "--preset", args.preset, "--output", str(work / "run"),
                      *[x for pair in args.set for x in ("--set", pair)]])

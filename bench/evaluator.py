@@ -2,7 +2,7 @@
 
     nice .venv/bin/python bench/evaluator.py --output outputs --test-data outputs/data/cifar10-folder-…-10000 --baseline
 
-Variants (pipeline/inspection/evaluation.py), run one after the other in this process on the same inputs (default: before,after):
+Variants (inspection/evaluation.py), run one after the other in this process on the same inputs (default: before,after):
 - `before`: the pipeline's Beam arguments (DirectRunner multi_processing, `beam_workers` processes) and TFMA's
   adaptive inference batches (no `inference_batch_size`);
 - `batch`: `before` with the fixed inference batch (`pipeline.pipeline.EVAL_BATCH_SIZE`);
@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import bench_data  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from pipeline.inspection import evaluation  # noqa: E402
+from inspection import evaluation  # noqa: E402
 from trainer import serving_api  # noqa: E402
 
 def signature_seconds(model_dir: str, pattern: str, batch: int) -> tuple[float, int]:
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     from pipeline import config as config_lib
     from pipeline import pipeline
     from trainer import contract
-    from pipeline.inspection import run_store
+    from inspection import run_store
 
     machine, start = bench_data.machine(), datetime.now(timezone.utc)
     config = config_lib.load(args.output)

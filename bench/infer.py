@@ -50,7 +50,7 @@ def timed_cli(args: list[str], log: Path) -> tuple[float, str]:
 
 
 def infer(model: str, data: Path, out: Path, extra: list[str], log: Path) -> dict:
-    seconds, console = timed_cli(["pipeline.cli", "infer", "--model", model, "--data", str(data), "--out",
+    seconds, console = timed_cli(["cli", "infer", "--model", model, "--data", str(data), "--out",
                                   str(out), "--overwrite", *extra], log)
     final = FINAL.search(console)
     records = [json.loads(line) for shard in sorted(out.glob("predictions-*.jsonl"))
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     }
     predict = {}
     for batch in (16, 64):
-        seconds, console = timed_cli(["pipeline.cli", "predict", "--model", args.model, "--json", "--batch-size",
+        seconds, console = timed_cli(["cli", "predict", "--model", args.model, "--json", "--batch-size",
                                       str(batch), str(data)], args.work / f"predict{batch}.log")
         results = json.loads(console[console.index("{"):])["results"]
         predict[batch] = {"wall": seconds, "records": {r["file"]: r for r in results}}

@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 
 from components import ingest  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
-from pipeline.inspection import summary  # noqa: E402
+from inspection import summary  # noqa: E402
 from trainer import serving_api  # noqa: E402
 
 

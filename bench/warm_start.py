@@ -56,7 +56,7 @@ def _step(work: Path, name: str, argv: list[str]) -> None:
     if marker.is_file():
         print(f"[{name}] done before: {' '.join(argv)}", flush=True)
         return
-    from pipeline import cli
+    import cli
 
     print(f"[{name}] tokenlearner {' '.join(argv)}", flush=True)
     code = cli.main(argv)
@@ -68,8 +68,8 @@ def _step(work: Path, name: str, argv: list[str]) -> None:
 def _row(output: Path, index: int) -> dict:
     """Run `index` (oldest first) of the pipeline in `output`: spans, start, epochs, training seconds, accuracy."""
     from pipeline import config as config_lib
-    from pipeline.inspection import history, summary
-    from pipeline.inspection.run_store import open_store
+    from inspection import history, summary
+    from inspection.run_store import open_store
 
     config = config_lib.load(str(output))
     row = history.loop_history(config, open_store(config))[index]

@@ -60,7 +60,7 @@ def tiny_run(shared_cifar, tmp_path_factory) -> TinyRun:
 @pytest.fixture(scope="session")
 def tiny_report(tiny_run, tmp_path_factory) -> Path:
     """The folder `tokenlearner report` writes for the shared tiny run: report.html and its PNG figures."""
-    from pipeline import cli
+    import cli
 
     out = tmp_path_factory.mktemp("tiny_report")
     assert cli.main(["report", "--output", str(tiny_run.output), "--run", tiny_run.run_id, "--out", str(out)]) == 0
@@ -132,7 +132,7 @@ def mixed_run(mixed_folder, tmp_path_factory) -> PipelineRun:
 @pytest.fixture(scope="session")
 def mixed_report(mixed_run, tmp_path_factory) -> Path:
     """The folder `tokenlearner report` writes for the mixed run: report.html and its PNG figures."""
-    from pipeline import cli
+    import cli
 
     out = tmp_path_factory.mktemp("mixed_report")
     assert cli.main(["report", "--output", str(mixed_run.output), "--run", mixed_run.run_id, "--out", str(out)]) == 0

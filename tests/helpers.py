@@ -76,7 +76,7 @@ class PipelineRun:
 
     def artifact_uri(self, component: str, type_name: str) -> str:
         """The uri of the run's output `type_name` of `component`, e.g. ("Evaluator", "ModelEvaluation")."""
-        from pipeline.inspection import summary
+        from inspection import summary
 
         run = summary.collect(self.config(), self.run_id)
         step = next(s for s in run.steps if s.component == component)
@@ -113,18 +113,18 @@ def docker_build_sources(dest: Path) -> Path:
 
 def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
     """`tokenlearner ARGS` in a fresh interpreter, as a user runs it; stdout and stderr merged, as on a console."""
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 
 def run_cli_in_process(args: list[str]) -> subprocess.CompletedProcess:
-    """`tokenlearner ARGS` called in this interpreter (`pipeline.cli.main`): the same command without a fresh
+    """`tokenlearner ARGS` called in this interpreter (`cli.main`): the same command without a fresh
     interpreter's ~10 s of imports; its Python-level stdout and stderr (our logs, TFX's component progress, Keras's
     epoch lines, the summary, the error line) merged as `run_cli` merges them. TensorFlow's C++ log lines are not in
     it. For runs with Beam in this process (`beam_workers=1`)."""
     import contextlib
 
-    from pipeline import cli
+    import cli
 
     console = io.StringIO()
     with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):

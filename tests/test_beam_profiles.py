@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from pipeline import cli
+import cli
 from pipeline import config as config_lib
 from pipeline.config.beam import BeamConfig
 from pipeline.config import ConfigError
@@ -142,7 +142,7 @@ def test_a_missing_job_server_is_one_named_error_in_seconds_and_nothing_is_writt
     and then say only FutureTimeoutError."""
     out = tmp_path / "out"
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--data", str(shared_cifar), "--preset",
+    proc = subprocess.run([sys.executable, "-m", "cli", "run", "--data", str(shared_cifar), "--preset",
                            "tiny", "--limit", "600", "--beam-profile", "flink", "--set", "beam_job_endpoint=localhost:1",
                            "--set", "beam_environment_type=LOOPBACK", "--output", str(out)], cwd=REPO, capture_output=True, text=True, timeout=60)
     elapsed = time.monotonic() - start

@@ -1,5 +1,5 @@
 """The record a killed-and-resumed fit keeps of its epochs (trainer/checkpoints.py `EpochTimes`, read back by
-pipeline/inspection/summary.py): every epoch's time, the fit it ran in, and the precision/XLA it trained with, so a
+inspection/summary.py): every epoch's time, the fit it ran in, and the precision/XLA it trained with, so a
 run resumed on another machine says which epochs trained how."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.inspection import summary
+from inspection import summary
 from trainer import checkpoints
 from trainer.contract import EPOCH_TIMES_FILE
 

@@ -100,7 +100,7 @@ def test_compact_saved_model_round_trip(tmp_path):
 
 
 def test_report_reads_the_compact_models_attention_maps():
-    from pipeline.inspection import report
+    from inspection import report
 
     maps = report.attention_maps(vit.build_model(COMPACT), tf.random.normal([3, 32, 32, 3]))
     assert maps.shape == (3, 16, 8, 8)  # 16 maps over the tokenizer's 8x8 grid

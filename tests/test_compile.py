@@ -23,7 +23,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from components.schema import PACKAGE_SCHEME, PACKAGED_SCHEMA
-from pipeline import cli
+import cli
 from pipeline import config as config_lib
 
 IMAGE = "europe-west4-docker.pkg.dev/proj/tokenlearner/tokenlearner:0.1.0"

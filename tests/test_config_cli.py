@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from pipeline import cli
+import cli
 from pipeline import config as config_lib
 from pipeline.config import ConfigError
 from trainer.features import CIFAR10_CLASSES
@@ -183,7 +183,7 @@ def test_configs_saved_before_issue_25_still_load():
 
 
 def test_compile_takes_the_class_list_from_a_readable_manifest(tmp_path, caplog):
-    from pipeline.cli import app, remote
+    from cli import app, remote
 
     def build(data_root):
         args = app.build_parser().parse_args(["compile", "--target", "kubeflow", "--image", "img:1", "--data-root",

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 
-from pipeline.cli import console
+from cli import console
 from tests.helpers import REPO
 
 BLOCK = ("Exception ignored in: <function AtomicFunction.__del__ at 0x7f782e2c0790>\n"
@@ -55,7 +55,7 @@ def test_a_real_tensorflow_child_prints_the_block_and_the_filter_removes_it():
     assert raw.returncode == 0
     assert "child done" in raw.stderr and "Exception ignored in: <function AtomicFunction.__del__" in raw.stderr
     parent = ("import subprocess, sys\n"
-              "from pipeline.cli import console\n"
+              "from cli import console\n"
               "with console.without_tf_shutdown_messages():\n"
               f"    subprocess.run([sys.executable, '-c', {TF_CHILD!r}])\n"
               "    print('parent done', file=sys.stderr)\n")

@@ -24,7 +24,7 @@ import pytest
 
 from components import ingest
 from components.schema import PACKAGE_SCHEME, PACKAGED_SCHEMA
-from pipeline import cli
+import cli
 from tests import kfp_launcher
 from tests.helpers import REPO, write_image_folder
 from trainer.contract import SPLITS

@@ -226,7 +226,7 @@ def test_a_file_that_is_not_a_pickle_names_the_member(tmp_path):
 
 
 def test_a_truncated_archive_is_one_error(tmp_path, capsys):
-    from pipeline import cli
+    import cli
 
     folder = write_official(tmp_path / "src", per_batch=200)
     archive = make_tar(folder, tmp_path / "cifar-10-python.tar.gz", arcname=folder.name)
@@ -553,7 +553,7 @@ def test_broken_tfrecords_name_the_file_and_record(tmp_path):
 # ------------------------------------------------------------------------------------------------ settings
 
 def test_the_data_command_passes_its_settings(mixed_folder, tmp_path, capsys):
-    from pipeline import cli
+    import cli
 
     assert cli.main(["data", "--data", str(mixed_folder), "--out", str(tmp_path / "out"), "--test-fraction",
                      "0.25", "--min-images-per-class", "5", "--skip-unreadable"]) == 0

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import cli
+import cli
 from tests.helpers import CLASSES, extract_cifar_test_jpegs, make_tar, serving_default_probabilities
 
 PORTABLE = ["--beam-profile", "flink", "--set", "beam_job_endpoint=embed", "--set", "beam_environment_type=LOOPBACK"]

@@ -1,6 +1,6 @@
 """The layout's rules, read from the source with `ast` (nothing is imported): no import cycle among the project's
 modules, the Trainer's entry module imported only by the Trainer (through its path string) and tests, the
-graph <-> trainer contract free of TensorFlow, `pipeline/` holding the graph, its runners and subpackages, and the
+graph <-> trainer contract free of TensorFlow, `pipeline/` holding the graph, its runners and settings only, and the
 README's Layout table naming every module."""
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import sys
 
 from tests.helpers import REPO
 
-PACKAGES = ("pipeline", "components", "trainer", "serving_client", "inference", "submission")
+PACKAGES = ("pipeline", "cli", "inspection", "components", "trainer", "serving_client", "inference",
+            "submission")
 TRAINER_ENTRY = "trainer.run"
 
 
@@ -102,11 +103,11 @@ def test_the_graph_trainer_contract_imports_nothing():
     assert [getattr(n, "module", None) for n in imported] == ["__future__"]
 
 
-def test_pipeline_top_level_holds_the_graph_the_runners_and_subpackages():
+def test_pipeline_holds_the_graph_its_runners_and_their_settings_only():
     modules = sorted(p.name for p in (REPO / "pipeline").glob("*.py"))
     assert modules == ["__init__.py", "kubeflow_runner.py", "local_runner.py", "pipeline.py", "vertex_runner.py"]
     folders = sorted(p.name for p in (REPO / "pipeline").iterdir() if p.is_dir() and p.name != "__pycache__")
-    assert all((REPO / "pipeline" / f / "__init__.py").is_file() for f in folders), folders
+    assert folders == ["config"]  # the CLI, run inspection and submission are rooms of their own (top level)
 
 
 def test_the_serving_client_loads_neither_the_pipeline_settings_nor_ml_metadata():
@@ -137,7 +138,7 @@ def test_the_readme_layout_names_every_module_of_the_packages():
 
 
 def test_every_top_level_package_logs_its_progress_on_the_console():
-    from pipeline.cli.app import OUR_LOGGERS
+    from cli.app import OUR_LOGGERS
 
     listed = re.search(r"^packages = \[(.*?)\]", (REPO / "pyproject.toml").read_text(), flags=re.M | re.S).group(1)
     top_level = {name.split(".")[0] for name in re.findall(r'"([\w.]+)"', listed)}

@@ -32,7 +32,7 @@ PEER_FAILURE_SECONDS = 30  # measured 0.1-0.3 s after a SIGKILL (a frozen peer: 
 def _inputs(tiny_run: TinyRun) -> dict:
     """The tiny run's Trainer inputs: examples, Transform graph, trainer config, class names."""
     from pipeline import config as config_lib
-    from pipeline.inspection import summary
+    from inspection import summary
 
     config = config_lib.load(str(tiny_run.output))
     produced = {t: a[0].uri for step in summary.collect(config, tiny_run.run_id).steps for t, a in step.outputs.items()}

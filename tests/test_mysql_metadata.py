@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cli
+import cli
 from pipeline import config as config_lib
 from pipeline.config import metadata
 

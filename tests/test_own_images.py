@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from pipeline import cli
+import cli
 from tests.helpers import (CLASSES, DIGIT_NAMES, DIGITS_RUN_LIMIT, MIXED_CLASSES, MIXED_NESTED, MIXED_PER_CLASS,
                            MIXED_PHOTO, MIXED_PHOTO_SIZE, PipelineRun)
 
@@ -49,7 +49,7 @@ def _mode(path: Path) -> str:
 
 
 def _evaluator_slices(run: PipelineRun) -> dict[str, dict[str, float]]:
-    from pipeline.inspection import evaluation
+    from inspection import evaluation
 
     return evaluation.metric_values(run.artifact_uri("Evaluator", "ModelEvaluation"))
 
@@ -164,7 +164,7 @@ def test_predict_prints_the_folder_class_names_with_three_probabilities(mixed_ru
 
 @pytest.mark.slow
 def test_mixed_evaluator_metrics_are_exactly_the_three_classes(mixed_run):
-    from pipeline.inspection import report
+    from inspection import report
 
     slices = _evaluator_slices(mixed_run)
     assert set(slices) == {"overall", "label=0", "label=1", "label=2"}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import cli
+import cli
 from tests.helpers import CLASSES
 
 pytestmark = pytest.mark.slow
@@ -104,7 +104,7 @@ def test_faster_evaluator_keeps_every_metric_slice_plot_and_the_blessing(pipelin
     confusion matrices and blessing, on the run's model scored against itself as the baseline. Only the compiled
     metrics are gone, and those repeated the listed accuracy and top-5 (and the label-smoothed training loss)."""
     from pipeline import config as config_lib
-    from pipeline.inspection import evaluation, run_store, summary
+    from inspection import evaluation, run_store, summary
 
     config = config_lib.load(str(pipeline_run))
     store = run_store.open_store(config)

@@ -40,7 +40,7 @@ class Outputs:
 
 
 def _outputs(config, run_id=None) -> Outputs:
-    from pipeline.inspection import summary
+    from inspection import summary
 
     run = summary.collect(config, run_id)
     produced = {t: a[0] for step in run.steps for t, a in step.outputs.items()}
@@ -62,7 +62,7 @@ def portable(direct, tmp_path_factory) -> Outputs:
 def direct_run(tiny_run: TinyRun):
     """(config, outputs, trained model folder) of the shared DirectRunner run."""
     from pipeline import config as config_lib
-    from pipeline.inspection import summary
+    from inspection import summary
 
     config = config_lib.load(str(tiny_run.output))
     assert config.beam.profile == "direct"

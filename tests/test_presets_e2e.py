@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import cli
+import cli
 from trainer import distribute
 from trainer.config import PRESETS
 

@@ -21,7 +21,7 @@ from components import ingest
 from trainer.contract import EPOCH_TIMES_FILE
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "pipeline.cli"]
+CLI = [sys.executable, "-m", "cli"]
 SECRET = "s3cr3t-Do-Not-Log-7f1e"  # a fake credential the runs get in their environment
 
 

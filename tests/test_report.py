@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import cli
-from pipeline.inspection import report_figures as figures
+import cli
+from inspection import report_figures as figures
 from tests.helpers import REPO, TINY_RUN_LIMIT
 
 TEST_EXAMPLES = 300  # --limit 300: 300 test images
@@ -33,7 +33,7 @@ def report_dir(tiny_report) -> Path:
 def evaluation(finished_run, tiny_run):
     """(config, RunSummary) of the finished run, read back from MLMD as the report does."""
     from pipeline import config as config_lib
-    from pipeline.inspection import summary
+    from inspection import summary
 
     config = config_lib.load(str(finished_run))
     return config, summary.collect(config, tiny_run.run_id)
@@ -119,7 +119,7 @@ def test_report_in_a_real_browser_loads_every_figure_without_errors_or_overflow(
 
 @pytest.mark.slow
 def test_confusion_matrix_from_tfma_counts_every_test_example(report_dir, evaluation):
-    from pipeline.inspection import report
+    from inspection import report
 
     config, run = evaluation
     uri = _output(run, "Evaluator", "ModelEvaluation").uri
@@ -146,7 +146,7 @@ def test_confusion_matrix_from_tfma_counts_every_test_example(report_dir, evalua
 
 @pytest.mark.slow
 def test_report_card_and_lineage(report_dir, evaluation):
-    from pipeline.inspection import report
+    from inspection import report
     from trainer.config import TrainerConfig
 
     config, run = evaluation
@@ -168,7 +168,7 @@ def test_report_card_and_lineage(report_dir, evaluation):
 
 @pytest.mark.slow
 def test_learning_curves_read_from_tensorboard_events_match_history_csv(evaluation, tmp_path):
-    from pipeline.inspection import report
+    from inspection import report
 
     _, run = evaluation
     model_run = Path(_output(run, "Trainer", "ModelRun").uri)
@@ -232,7 +232,7 @@ def test_report_without_a_run_names_the_missing_config(tmp_path, capsys):
 def test_attention_maps_are_the_weights_the_token_learner_pools_with():
     import tensorflow as tf
 
-    from pipeline.inspection import report
+    from inspection import report
     from trainer import vit
     from trainer.config import PRESETS
     import dataclasses

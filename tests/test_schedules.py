@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import cli
+import cli
 from pipeline import config as config_lib
 from pipeline import vertex_runner
 from submission import kubeflow as kubeflow_client
 from submission import vertex as vertex_client
 from pipeline.config import schedule
-from pipeline.cli.remote import KFP_ENDPOINT_ENV
+from cli.remote import KFP_ENDPOINT_ENV
 
 IMAGE = "europe-west4-docker.pkg.dev/proj/tokenlearner/tokenlearner:0.1.0"
 REMOTE = ["--image", IMAGE, "--data-root", "gs://bucket/data/cifar10-tiny", "--output", "gs://bucket/tokenlearner",
@@ -44,7 +44,7 @@ def no_network(monkeypatch):
 
 def _error(stderr: str) -> str:
     """stderr without compile's INFO line about the (unreadable, gs://) dataset manifest."""
-    return "".join(line for line in stderr.splitlines(keepends=True) if " I pipeline.cli.remote: " not in line)
+    return "".join(line for line in stderr.splitlines(keepends=True) if " I cli.remote: " not in line)
 
 
 def _config(**overrides: str) -> config_lib.PipelineConfig:

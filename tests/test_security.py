@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from components import cifar10_batches, ingest
-from pipeline import cli
+import cli
 from tests.helpers import REPO, make_tar, write_official
 from tests.hostile_data import PAYLOADS, Reducer, hostile_batch, py2_pickle, write_official_py2, write_tar
 

@@ -27,7 +27,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc
 
-from pipeline import cli
+import cli
 from serving_client import predict
 from tests import image_bombs
 from tests import tf_serving_emulation as tests_emulation

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli.exit_codes import EXIT_DRIFT, EXIT_OK
+from cli.exit_codes import EXIT_DRIFT, EXIT_OK
 from tests.helpers import CLASSES, TINY_RUN_LIMIT, run_cli, run_cli_in_process, write_cifar_spans
 
 # Span 1: like span 0 (balanced); span 2: half of its images are airplanes, in training and test alike (a new
@@ -75,7 +75,7 @@ def loop(shared_cifar, tmp_path_factory) -> Loop:
 def _model_run(loop: Loop, run_index: int) -> Path:
     """The ModelRun folder of the Trainer execution of run `run_index` (0-based), from its console's summary."""
     from pipeline import config as config_lib
-    from pipeline.inspection import summary
+    from inspection import summary
 
     run_id = re.search(r"^run (\S+)$", loop.consoles[run_index], flags=re.M).group(1)
     run = summary.collect(config_lib.load(str(loop.output)), run_id)
@@ -110,7 +110,7 @@ def test_span_1_warm_starts_from_version_1_and_pushes_version_2(loop):
 def test_the_evaluator_compares_version_2_with_version_1(loop):
     assert re.search(r"^Evaluator .*blessed", loop.consoles[1], flags=re.M)
     from pipeline import config as config_lib
-    from pipeline.inspection import run_store, summary
+    from inspection import run_store, summary
 
     run_id = re.search(r"^run (\S+)$", loop.consoles[1], flags=re.M).group(1)
     config = config_lib.load(str(loop.output))

@@ -49,7 +49,7 @@ def dataset(base_dataset, tmp_path) -> Path:
 
 
 def test_data_then_append_writes_spans_shards_manifest_and_statistics(tmp_path, new_images, capsys):
-    from pipeline import cli
+    import cli
 
     source = write_image_folder(tmp_path / "src", per_class=PER_CLASS)
     assert cli.main(["data", "--data", str(source), "--out", str(tmp_path / "out")]) == 0
@@ -111,7 +111,7 @@ def test_a_third_span_and_statistics_that_the_drift_comparators_read(dataset, ne
 
 
 def test_another_class_list_is_one_line_and_leaves_the_dataset_as_it_was(dataset, tmp_path, capsys):
-    from pipeline import cli
+    import cli
 
     before = snapshot(dataset)
     other = write_image_folder(tmp_path / "other", per_class=PER_CLASS, classes=(*CLASSES[:9], "zebra"))

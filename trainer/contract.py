@@ -1,7 +1,7 @@
 """The contract between the pipeline graph and the code its components run, in one place and without TensorFlow.
 
 The graph (pipeline/pipeline.py), ingestion (components/ingest.py), the ExampleValidator, the Trainer
-(trainer/run.py), the Pusher, the serving client and the run inspection (pipeline/inspection/) import these names
+(trainer/run.py), the Pusher, the serving client and the run inspection (inspection/) import these names
 instead of spelling the strings, so the two sides cannot drift apart. Nothing here imports TensorFlow: the CLI,
 ingestion workers and the report's MLMD reading import it cheaply.
 """

@@ -19,10 +19,10 @@ import numpy as np
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline.config import PipelineConfig
-from pipeline.inspection import report_figures as figures
-from pipeline.inspection import history as loop_history_lib, report_html, run_store, summary
-from pipeline.inspection.report_html import ClassMetrics, Figure, LineageRow, Report
-from pipeline.inspection.run_store import CANDIDATE
+from inspection import report_figures as figures
+from inspection import history as loop_history_lib, report_html, run_store, summary
+from inspection.report_html import ClassMetrics, Figure, LineageRow, Report
+from inspection.run_store import CANDIDATE
 from trainer import contract, features, serving_api
 from trainer.config import TrainerConfig
 

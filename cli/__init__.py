@@ -6,19 +6,25 @@
 - remote.py: `compile` and `submit` (the work is in pipeline/kubeflow_runner.py, pipeline/vertex_runner.py and
   submission/);
 - flops.py: `flops` (the work is in trainer/flops.py);
-- report.py: `report` and `tensorboard` (the work is in pipeline/inspection/);
+- report.py: `report` and `tensorboard` (the work is in inspection/);
 - options.py: the options several subcommands share (--preset, --set, --beam-profile);
 - exit_codes.py: the exit codes, each named once;
 - console.py: the program's stderr (and its Beam workers') without TensorFlow's shutdown-time message.
 
-`main` (pyproject's `tokenlearner` entry point, also `python -m pipeline.cli`) loads the parser when called: this
-file imports nothing, so `pipeline.cli.exit_codes` stays cheap to import for the serving client.
+`main` (pyproject's `tokenlearner` entry point, also `python -m cli`) loads the parser when called: this
+file imports only `os`, so `cli.exit_codes` stays cheap to import for the serving client. It sets
+TF_USE_LEGACY_KERAS, as the other packages do, before anything imports TensorFlow: TFT and TFMA only work with
+Keras 2.
 """
 from __future__ import annotations
+
+import os as _os
+
+_os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs `tokenlearner` with `argv` (default: sys.argv) and returns the exit code (exit_codes.py)."""
-    from pipeline.cli import app
+    from cli import app
 
     return app.main(argv)

@@ -18,8 +18,8 @@ import yaml
 
 from pipeline import config as config_lib
 from pipeline.config import schedule as schedule_lib
-from pipeline.cli import options
-from pipeline.cli.exit_codes import EXIT_OK
+from cli import options
+from cli.exit_codes import EXIT_OK
 from trainer.contract import DATASET_MANIFEST
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline.config import PipelineConfig
-from pipeline.inspection import run_store
-from pipeline.inspection.run_store import BASELINE, CANDIDATE, open_store
+from inspection import run_store
+from inspection.run_store import BASELINE, CANDIDATE, open_store
 from trainer import contract
 
 _STATES = {metadata_store_pb2.Execution.COMPLETE: "ran", metadata_store_pb2.Execution.CACHED: "cached",

@@ -8,8 +8,8 @@ import argparse
 import json
 
 from pipeline import config as config_lib
-from pipeline.cli import options
-from pipeline.cli.exit_codes import EXIT_OK
+from cli import options
+from cli.exit_codes import EXIT_OK
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

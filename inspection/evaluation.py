@@ -17,7 +17,7 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
-from pipeline.inspection import run_store
+from inspection import run_store
 from trainer import contract
 
 

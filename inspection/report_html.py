@@ -11,8 +11,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from pipeline.config import PipelineConfig
-from pipeline.inspection import history
-from pipeline.inspection.summary import RunSummary
+from inspection import history
+from inspection.summary import RunSummary
 from trainer.config import TrainerConfig
 
 

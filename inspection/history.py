@@ -13,7 +13,7 @@ import os
 from typing import Optional
 
 from pipeline.config import PipelineConfig
-from pipeline.inspection import summary
+from inspection import summary
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ import sys
 
 import inference
 from pipeline import config as config_lib
-from pipeline.cli import options
+from cli import options
 
 DESCRIPTION = inference.__doc__
 

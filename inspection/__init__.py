@@ -6,4 +6,10 @@
 - tensorboard_logs.py: `tokenlearner tensorboard`, the TensorBoard command for a run's Trainer logs;
 - evaluation.py: the run's Evaluator executed again on its artifacts, into a scratch folder (bench/evaluator.py
   times it; tests compare its metrics and blessing across Evaluator settings).
+
+TF_USE_LEGACY_KERAS must be set before TensorFlow is first imported (evaluation.py imports TFMA): TFT and TFMA only
+work with Keras 2.
 """
+import os as _os
+
+_os.environ["TF_USE_LEGACY_KERAS"] = "1"

@@ -8,7 +8,7 @@ import sys
 from typing import Optional
 
 from pipeline.config import PipelineConfig
-from pipeline.inspection import run_store, summary
+from inspection import run_store, summary
 from trainer import contract
 
 

@@ -1,5 +1,5 @@
 """Arguments and entry points of `tokenlearner report`, `tokenlearner history` and `tokenlearner tensorboard` (the
-work is in pipeline/inspection/report.py, history.py and tensorboard_logs.py, imported only when the command runs:
+work is in inspection/report.py, history.py and tensorboard_logs.py, imported only when the command runs:
 they pull in TensorFlow and ML Metadata)."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from pipeline import config as config_lib
-from pipeline.cli.exit_codes import EXIT_OK, EXIT_USAGE
-from pipeline.inspection.run_store import LATEST
+from cli.exit_codes import EXIT_OK, EXIT_USAGE
+from inspection.run_store import LATEST
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def report_from_args(args: argparse.Namespace) -> int:
-    from pipeline.inspection import report
+    from inspection import report
 
     output = Path(args.output).resolve()
     config = config_lib.load(str(output))
@@ -50,7 +50,7 @@ def add_history_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def history_from_args(args: argparse.Namespace) -> int:
-    from pipeline.inspection import history, run_store
+    from inspection import history, run_store
 
     config = config_lib.load(str(Path(args.output).resolve()))
     missing = run_store.missing_store(config)
@@ -69,7 +69,7 @@ def add_tensorboard_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def tensorboard_from_args(args: argparse.Namespace) -> int:
-    from pipeline.inspection import tensorboard_logs
+    from inspection import tensorboard_logs
 
     config = config_lib.load(str(Path(args.output).resolve()))
     try:

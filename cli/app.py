@@ -17,15 +17,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if {"-v", "--verbose"} & set(s
 from components import ingest  # noqa: E402
 from components import images  # noqa: E402  (image decoding bounds, for the help)
 from pipeline import config as config_lib  # noqa: E402
-from pipeline.cli import options  # noqa: E402
-from pipeline.cli import predict  # noqa: E402  (imports TensorFlow only when a model is used)
-from pipeline.cli.exit_codes import (EXIT_DRIFT, EXIT_INTERRUPTED, EXIT_NOT_PUSHED, EXIT_OK,  # noqa: E402
+from cli import options  # noqa: E402
+from cli import predict  # noqa: E402  (imports TensorFlow only when a model is used)
+from cli.exit_codes import (EXIT_DRIFT, EXIT_INTERRUPTED, EXIT_NOT_PUSHED, EXIT_OK,  # noqa: E402
                                      EXIT_PIPELINE_FAILED, EXIT_USAGE)
 
 log = logging.getLogger("tokenlearner")
 # The loggers whose INFO lines are the console's progress: ours and each of the project's top-level packages
 # (modules log under their own names; a package missing here would be silent without -v).
-OUR_LOGGERS = ("tokenlearner", "components", "pipeline", "trainer", "inference", "submission", "serving_client")
+OUR_LOGGERS = ("tokenlearner", "cli", "inspection", "components", "pipeline", "trainer", "inference", "submission",
+               "serving_client")
 
 DESCRIPTION = ("TokenLearner ViT with TFX on your images (CIFAR-10 by default): prepare the data, run the pipeline "
                "(locally, or compiled for Kubeflow Pipelines and Vertex AI), classify images with the exported model, "
@@ -178,7 +179,7 @@ def _stopped_on_drift(error: BaseException) -> bool:
 
 
 def _print_summary(config):
-    from pipeline.inspection import summary
+    from inspection import summary
 
     try:
         result = summary.collect(config)
@@ -222,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_arguments(p)
     p.set_defaults(func=predict.run_from_args)
 
-    from pipeline.cli import infer as infer_cli  # the work is in inference/ (Beam and TensorFlow: imported when run)
+    from cli import infer as infer_cli  # the work is in inference/ (Beam and TensorFlow: imported when run)
 
     p = sub.add_parser("infer", help="batch predictions on Beam: classify a folder, .tar.gz, TFRecords or gs:// "
                                      "bucket of images into sharded JSON lines or CSV",
@@ -230,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer_cli.add_arguments(p)
     p.set_defaults(func=infer_cli.run_from_args)
 
-    from pipeline.cli import remote as remote_cli  # the work is in the runners and submission/
+    from cli import remote as remote_cli  # the work is in the runners and submission/
 
     p = sub.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines v2 or Vertex AI (offline)")
     remote_cli.add_arguments(p, submit=False)
@@ -241,13 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     remote_cli.add_arguments(p, submit=True)
     p.set_defaults(func=remote_cli.submit_from_args)
 
-    from pipeline.cli import flops as flops_cli  # the work is in trainer/flops.py
+    from cli import flops as flops_cli  # the work is in trainer/flops.py
 
     p = sub.add_parser("flops", help="parameters and GFLOPs of a preset's model (direct and keras.io conventions)")
     flops_cli.add_arguments(p)
     p.set_defaults(func=flops_cli.from_args)
 
-    from pipeline.cli import report as report_cli  # the work is in pipeline/inspection/
+    from cli import report as report_cli  # the work is in inspection/
 
     p = sub.add_parser("report", help="write an HTML report of a run: learning curves, confusion matrix, "
                                       "mistakes, TokenLearner maps, model card, lineage")
@@ -268,12 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parses `argv` (default: sys.argv), runs the subcommand and returns its exit code (exit_codes.py).
 
-    `argv` None is the program itself: its console goes through pipeline/cli/console.py (TensorFlow's shutdown
+    `argv` None is the program itself: its console goes through cli/console.py (TensorFlow's shutdown
     message dropped). A list is a call from Python (tests), which leaves the caller's streams alone."""
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbosity)
     if argv is None and args.verbosity <= 0:  # -v shows everything, TensorFlow's shutdown noise included
-        from pipeline.cli import console
+        from cli import console
 
         with console.without_tf_shutdown_messages():
             return _run(args)
