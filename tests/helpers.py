@@ -83,6 +83,14 @@ class PipelineRun:
         return step.outputs[type_name][0].uri
 
 
+def pyproject_packages() -> list[str]:
+    """The packages pyproject.toml's [tool.setuptools] lists (what an install or an sdist carries)."""
+    import re
+
+    listed = re.search(r"^packages = \[(.*?)\]", (REPO / "pyproject.toml").read_text(), flags=re.M | re.S).group(1)
+    return re.findall(r'"([\w.]+)"', listed)
+
+
 def docker_build_sources(dest: Path) -> Path:
     """What deploy/Dockerfile's build stage holds in its WORKDIR when it runs `pip install --no-deps .`: each path its
     COPY lines take from the build context (the repository root), copied into `dest`. A path the .dockerignore keeps

@@ -14,7 +14,7 @@ import cli
 from pipeline import config as config_lib
 from pipeline.config.beam import BeamConfig
 from pipeline.config import ConfigError
-from tests.helpers import REPO
+from tests.helpers import REPO, pyproject_packages
 
 IMAGE = "europe-docker.pkg.dev/proj/repo/tokenlearner:1.0"
 
@@ -54,7 +54,6 @@ def test_the_checkouts_setup_file_stages_an_sdist_of_every_package(tmp_path):
     """`beam_setup_file=<checkout>/setup.py`: the sdist Beam's own stager builds from it (Stager._build_setup_package:
     `python -m build --sdist`, else `python setup.py sdist`, in that file's folder) holds every package pyproject.toml
     lists and the packaged schema, which Dataflow workers then pip-install."""
-    import re
     import tarfile
 
     from apache_beam.runners.portability.stager import Stager
@@ -62,8 +61,7 @@ def test_the_checkouts_setup_file_stages_an_sdist_of_every_package(tmp_path):
     tarball = Stager._build_setup_package(str(REPO / "setup.py"), str(tmp_path))
     with tarfile.open(tarball) as tar:
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
-    listed = re.search(r"^packages = \[(.*?)\]", (REPO / "pyproject.toml").read_text(), flags=re.M | re.S).group(1)
-    packages = re.findall(r'"([\w.]+)"', listed)
+    packages = pyproject_packages()
     assert "submission" in packages and len(packages) >= 8, packages
     missing = [p for p in packages if f"{p.replace('.', '/')}/__init__.py" not in names]
     assert missing == [], f"the staged sdist lacks {missing}"

@@ -44,7 +44,7 @@ ORDER = [("ImportExampleGen", "StatisticsGen"), ("StatisticsGen", "ExampleValida
 def _errors(stderr: str) -> str:
     """stderr without the INFO line compile logs when the dataset's manifest.json is not readable here (these tests'
     gs:// data roots): the error itself is one line."""
-    notice = re.compile(r"\d\d:\d\d:\d\d I pipeline\.cli\.remote: .*manifest\.json: not readable here")
+    notice = re.compile(r"\d\d:\d\d:\d\d I cli\.remote: .*manifest\.json: not readable here")
     return "".join(line for line in stderr.splitlines(keepends=True) if not notice.match(line))
 
 

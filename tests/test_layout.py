@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 
-from tests.helpers import REPO
+from tests.helpers import REPO, pyproject_packages
 
 PACKAGES = ("pipeline", "cli", "inspection", "components", "trainer", "serving_client", "inference",
             "submission")
@@ -140,7 +140,6 @@ def test_the_readme_layout_names_every_module_of_the_packages():
 def test_every_top_level_package_logs_its_progress_on_the_console():
     from cli.app import OUR_LOGGERS
 
-    listed = re.search(r"^packages = \[(.*?)\]", (REPO / "pyproject.toml").read_text(), flags=re.M | re.S).group(1)
-    top_level = {name.split(".")[0] for name in re.findall(r'"([\w.]+)"', listed)}
+    top_level = {name.split(".")[0] for name in pyproject_packages()}
     assert top_level == set(PACKAGES), "tests/test_layout.py PACKAGES and pyproject.toml's packages differ"
     assert top_level <= set(OUR_LOGGERS), f"the CLI shows no INFO lines of {sorted(top_level - set(OUR_LOGGERS))}"
