@@ -12,8 +12,7 @@ import sys
 
 from tests.helpers import REPO, pyproject_packages
 
-PACKAGES = ("pipeline", "cli", "inspection", "components", "trainer", "serving_client", "inference",
-            "submission")
+PACKAGES = tuple(sorted({name.split(".")[0] for name in pyproject_packages()}))  # the project's top-level packages
 TRAINER_ENTRY = "trainer.run"
 
 
@@ -140,6 +139,6 @@ def test_the_readme_layout_names_every_module_of_the_packages():
 def test_every_top_level_package_logs_its_progress_on_the_console():
     from cli.app import OUR_LOGGERS
 
-    top_level = {name.split(".")[0] for name in pyproject_packages()}
-    assert top_level == set(PACKAGES), "tests/test_layout.py PACKAGES and pyproject.toml's packages differ"
-    assert top_level <= set(OUR_LOGGERS), f"the CLI shows no INFO lines of {sorted(top_level - set(OUR_LOGGERS))}"
+    assert len(PACKAGES) >= 8, PACKAGES
+    missing = sorted(set(PACKAGES) - set(OUR_LOGGERS))
+    assert missing == [], f"the CLI shows no INFO lines of {missing}"
