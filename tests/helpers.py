@@ -5,19 +5,49 @@ sizes)."""
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import io
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = Path(os.environ.get("TOKENLEARNER_SHARED", REPO.parent / "shared")) / "data/cifar10/cifar10-jpg.tar.gz"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------------ session fixtures built once per test run
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], T]) -> T:
+    """`build(folder)` once per test run, even when pytest-xdist runs the tests in several worker processes (CI runs
+    two: pyproject's addopts), each of which starts its own session. The first worker to ask builds into a folder
+    beside every worker's temporary folder and leaves the pickled result there; one that asks meanwhile waits on a
+    file lock, then reads it. A build that fails leaves no result, so the next worker to ask builds again (and
+    fails the same way). Without xdist, a plain `mktemp(name)`. `build`'s result must pickle (the fixtures' frozen
+    dataclasses and paths do)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder; each worker's basetemp is a popen-gwN in it
+    folder, result = shared / name, shared / f"{name}.pickle"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, by a worker that crashed too
+        if result.is_file():
+            return pickle.loads(result.read_bytes())
+        shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+        folder.mkdir()
+        value = build(folder)
+        result.write_bytes(pickle.dumps(value))
+        return value
 
 
 # ------------------------------------------------------------------------------------- the shared tiny pipeline run
@@ -96,8 +126,6 @@ def docker_build_sources(dest: Path) -> Path:
     COPY lines take from the build context (the repository root), copied into `dest`. A path the .dockerignore keeps
     out of the context fails here as `docker build` fails on it (COPY: not found); a package pyproject.toml lists
     but no COPY brings fails at the install, as in the image."""
-    import shutil
-
     whitelist = {line[1:].strip().rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()
                  if line.startswith("!")}
     stages = (REPO / "deploy" / "Dockerfile").read_text().split("\nFROM ")

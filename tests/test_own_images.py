@@ -6,7 +6,7 @@ that are not CIFAR-10. Every step takes the class list and the input size from t
 - a 3-class folder of mixed formats (JPEG, PNG, WebP, BMP, GIF, TIFF), modes (RGB, RGBA, P, L, CMYK, 16-bit) and sizes
   (20x20 to 1600x1200), imbalanced (120, 90 and 60 images), with no test/ folder: ingestion holds out a test split.
 
-Both train 2 epochs (blessing floor 0) on a few hundred images, once per session (tests/conftest.py):
+Both train 2 epochs (blessing floor 0) on a few hundred images, once per test run (tests/conftest.py):
 what is checked is the plumbing, never the accuracy (the digits' accuracy at a documented budget is measured in
 bench/, docs/benchmarks.md).
 """
