@@ -44,6 +44,8 @@ import shutil
 import sys
 import time
 import urllib.request
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
@@ -383,8 +385,9 @@ def _source_bytes(item: Item) -> int:
 
 
 def _encoded(items: Sequence[Item], pool, encode, workers: int) -> Iterator[tuple[Item, tuple[bytes | None, bool]]]:
-    """(item, encode(item)) in order, a window at a time: windows bound the encoded images waiting in memory (imap
-    would run ahead of the writer), by count and, past one image per worker, by the bytes of their sources."""
+    """(item, encode(item)) in order, a window at a time: windows bound the encoded images waiting in memory (the
+    executor's map submits all it is given), by count and, past one image per worker, by the bytes of their
+    sources."""
     start = 0
     while start < len(items):
         end, size = start, 0
@@ -393,7 +396,7 @@ def _encoded(items: Sequence[Item], pool, encode, workers: int) -> Iterator[tupl
             size += _source_bytes(items[end])
             end += 1
         window = items[start:end]
-        yield from zip(window, pool.imap(encode, window, chunksize=max(1, min(64, len(window) // (4 * workers)))))
+        yield from zip(window, pool.map(encode, window, chunksize=max(1, min(64, len(window) // (4 * workers)))))
         start = end
 
 
@@ -424,10 +427,22 @@ def _write_splits(dataset: Path, splits: dict[str, list[Item]], num_classes: int
     encode = functools.partial(_encode, max_pixels=settings.max_decode_pixels, strict=settings.strict,
                                skip_unreadable=settings.skip_unreadable)
     workers = workers or os.cpu_count()
-    ctx = multiprocessing.get_context("spawn")  # no fork: the parent may already hold TensorFlow threads
-    with ctx.Pool(workers) as pool, Progress(sum(len(v) for v in splits.values()), "encode") as bar:
-        for split, items in splits.items():
-            _write_split(split, dataset / split, items, pool, encode, workers, bar, tally, span)
+    # Spawn, not fork: the parent may already hold TensorFlow threads. An executor, not multiprocessing.Pool: on an
+    # error (a --strict refusal) Pool.terminate() kills workers that may be holding its result queue's lock, and
+    # then waits on that lock forever (seen under load: CPython's Pool has no way out of it), and a worker killed by
+    # the system (out of memory) leaves Pool waiting forever for its result. The executor lets running encodes
+    # finish, drops the queued ones, and turns a dead worker into BrokenProcessPool.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        with Progress(sum(len(v) for v in splits.values()), "encode") as bar:
+            for split, items in splits.items():
+                try:
+                    _write_split(split, dataset / split, items, pool, encode, workers, bar, tally, span)
+                except BrokenProcessPool as e:
+                    raise DataError(f"encoding the {split} split: a worker process died ({e}); out of memory? Lower "
+                                    "--max-decode-pixels or free memory, then run again") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     if tally.unreadable:
         names = sorted(it.display or it.ref for _, it in tally.unreadable)
         log.warning("skipped %d unreadable image(s) (--skip-unreadable): %s", len(names),

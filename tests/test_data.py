@@ -15,7 +15,8 @@ import tensorflow as tf
 from PIL import Image
 
 from components import cifar10_batches, ingest, sources
-from tests.helpers import CLASSES, make_tar, png_bytes, random_images, write_image_folder, write_official
+from tests.helpers import (CLASSES, encode_or_die, make_tar, png_bytes, random_images, write_image_folder,
+                           write_official)
 from tests.hostile_data import write_tar
 
 
@@ -388,6 +389,14 @@ def test_images_above_max_decode_pixels_are_downscaled_or_refused_under_strict(m
 
 def small_folder(root: Path, per_class: int = 10) -> Path:
     return write_image_folder(root, per_class=per_class, classes=("ant", "bee"))
+
+
+@pytest.mark.timeout(120)  # multiprocessing.Pool, used before, waited forever for the dead process's result
+def test_an_encoding_process_that_dies_is_one_named_error_not_a_hang(tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest, "_encode", encode_or_die)
+    expect_error(r"^encoding the (train|eval|test) split: a worker process died \(.*\); out of memory\? Lower "
+                 r"--max-decode-pixels or free memory, then run again$", str(small_folder(tmp_path / "src")),
+                 tmp_path / "out")
 
 
 def _single_class(folder):
