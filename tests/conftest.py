@@ -41,6 +41,14 @@ def _run_pipeline(args: list[str], output: Path, in_process: bool = False) -> tu
     return proc.stdout, run_id.group(1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Files with end-to-end (`slow`) tests first, each file's tests in their order: pytest-xdist hands whole files to
+    its workers in this order (pyproject: --dist loadfile --no-loadscope-reorder), so a long file is never the last
+    one handed out, running alone while the other worker has nothing left to do."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # a stable sort
+
+
 def _report(output: Path, run_id: str, out: Path) -> Path:
     """`tokenlearner report --output OUTPUT --run RUN_ID --out OUT`, in this interpreter; it must exit 0."""
     import cli

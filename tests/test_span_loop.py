@@ -21,6 +21,8 @@ import pytest
 from cli.exit_codes import EXIT_DRIFT, EXIT_OK
 from tests.helpers import CLASSES, TINY_RUN_LIMIT, run_cli, run_cli_in_process, write_cifar_spans
 
+pytestmark = pytest.mark.slow
+
 # Span 1: like span 0 (balanced); span 2: half of its images are airplanes, in training and test alike (a new
 # source that sees mostly airplanes), so once its drift is accepted the window's splits still match each other.
 BALANCED = {"train": {c: 12 for c in CLASSES}, "test": {c: 4 for c in CLASSES}}
