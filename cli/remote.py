@@ -126,9 +126,8 @@ def submit_from_args(args) -> int:
         if not args.host:
             raise config_lib.ConfigError(f"--host: required for --target kubeflow (the Kubeflow Pipelines API "
                                          f"endpoint, e.g. http://localhost:8080), or set ${KFP_ENDPOINT_ENV}")
-        if args.out and not args.out.endswith((".yaml", ".yml")):
-            raise config_lib.ConfigError(f"--out: Kubeflow Pipelines takes the PipelineSpec YAML (e.g. "
-                                         f"pipeline.yaml), got {args.out!r}")
+        if args.out:
+            kubeflow_client.check_spec_path(args.out)
     else:
         given = [flag for flag, value in (("--experiment", args.experiment), ("--namespace", args.namespace)) if value]
         if given:

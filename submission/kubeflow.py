@@ -35,6 +35,14 @@ class KubeflowTarget:
     namespace: Optional[str] = None
 
 
+def check_spec_path(spec_path: str) -> None:
+    """kfp.Client uploads the PipelineSpec as YAML (`pipeline_package_path`): another suffix (Vertex's .json) is a
+    named error. The CLI calls it before compiling, so a wrong --out costs nothing."""
+    if not spec_path.endswith((".yaml", ".yml")):
+        raise ConfigError(f"--out: Kubeflow Pipelines takes the PipelineSpec YAML (e.g. pipeline.yaml), got "
+                          f"{spec_path!r}")
+
+
 def submit(config: PipelineConfig, spec_path: str, target: KubeflowTarget, cron: Optional[CronSchedule] = None,
            dry_run: bool = False) -> list[dict[str, Any]]:
     """Sends the compiled spec (`spec_path`, a .yaml PipelineSpec) to Kubeflow Pipelines with `kfp.Client`: a run now,
@@ -43,9 +51,7 @@ def submit(config: PipelineConfig, spec_path: str, target: KubeflowTarget, cron:
 
     With `dry_run` the same client code builds the same requests, but `_offline_kfp_api` answers them here instead of
     sending them: healthz says single-user, the experiment is not found and gets DRY_RUN_EXPERIMENT_ID."""
-    if not spec_path.endswith((".yaml", ".yml")):
-        raise ConfigError(f"--out: Kubeflow Pipelines takes the PipelineSpec YAML (e.g. pipeline.yaml), got "
-                          f"{spec_path!r}")
+    check_spec_path(spec_path)
     cron_expression = cron.for_kubeflow() if cron is not None else None
     with _offline_kfp_api(answer=dry_run) as sent, contextlib.redirect_stdout(io.StringIO()) as printed:
         import kfp
