@@ -4,29 +4,20 @@ Offline: `run_fn` and `preprocessing_fn` are module paths and the default schema
 inside `config.image`, so nothing is uploaded at compile time. Vertex AI Pipelines runs the same spec
 (vertex_runner.py). Sending it to a Kubeflow Pipelines API server, once or on a cron, is submission/kubeflow.py's.
 
-Each component's container gets the limits of `config.resources` through TFX's
-`with_platform_config(ResourceSpec)`, which the Kubeflow V2 step builder copies into its executor's
-`container.resources` (tfx/orchestration/kubeflow/v2/step_builder.py). Units as the backends read them: cpu in
-cores; memory in GB of 10^9 bytes (KFP's driver parses `"<memory_limit>G"`, kubeflow/pipelines
-backend/src/v2/driver/driver.go); the accelerator type is the pod's resource name on Kubeflow, the accelerator
-enum on Vertex AI.
+Each container gets the cpu/memory/accelerator limits of `config.resources` (container_limits.py).
 """
 from __future__ import annotations
 
 import os
 
-from google.protobuf import json_format
-from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 from tfx import version
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
 from components import schema
+from pipeline import container_limits
 from pipeline.config import ConfigError, PipelineConfig
-from pipeline.config.resources import Resources, ResourcesConfig
 from pipeline.pipeline import create_pipeline
-
-ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
 
 def check(config: PipelineConfig) -> None:
@@ -45,44 +36,17 @@ def check(config: PipelineConfig) -> None:
             raise ConfigError(f"schema_path: {e}") from None
 
 
-def resource_spec(resources: Resources) -> ResourceSpec:
-    spec = ResourceSpec(cpu_limit=resources.cpu, memory_limit=resources.memory_gb)
-    if resources.accelerator_count:
-        spec.accelerator.type = resources.accelerator_type
-        spec.accelerator.count = resources.accelerator_count
-    return spec
-
-
-def set_resources(pipeline: tfx.dsl.Pipeline, config: ResourcesConfig) -> dict[str, ResourceSpec]:
-    """Sets each component's limits as its platform config; returns them by node id."""
-    specs = {}
-    for node in pipeline.components:
-        resources = config.for_component(node.id)
-        if resources is not None:
-            specs[node.id] = resource_spec(resources)
-            node.with_platform_config(specs[node.id])
-    return specs
-
-
-def fill_in_resources(job: dict, specs: dict[str, ResourceSpec]) -> None:
-    """Puts the limits into the executors the step builder left without them: TFX 1.16 builds FileBasedExampleGen's
-    container (ImportExampleGen) in `_build_file_based_example_gen_spec`, which ignores the platform config."""
-    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
-    for node_id, spec in specs.items():
-        executors[f"{node_id}_executor"]["container"].setdefault("resources", json_format.MessageToDict(spec))
-
-
 def write_spec(config: PipelineConfig, out: str) -> str:
     """Writes the spec to `out` (.json: the PipelineJob; .yaml: the PipelineSpec) and returns its path."""
     check(config)
     pipeline = create_pipeline(config)
-    limits = set_resources(pipeline, config.resources)
+    limits = container_limits.set_resources(pipeline, config.resources)
     # Pipeline spec 2.1: constants as `runtimeValue.constant`, which KFP 2.x's driver passes on as `parameterValues`
     # (the 2.0 form, `constantValue`, it refuses: "param runtime value spec ... not implemented"); Vertex runs both.
     runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=config.image,
                                                                             use_pipeline_spec_2_1=True)
     job = tfx.orchestration.experimental.KubeflowV2DagRunner(config=runner_config).run(pipeline, write_out=False)
-    fill_in_resources(job, limits)
+    container_limits.fill_in_resources(job, limits)
     out = os.path.abspath(out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     kubeflow_v2_dag_runner._write_pipeline_spec_to_file(  # TFX's own writer, as run(write_out=True) uses it
