@@ -12,15 +12,13 @@
 - console.py: the program's stderr (and its Beam workers') without TensorFlow's shutdown-time message.
 
 `main` (pyproject's `tokenlearner` entry point, also `python -m cli`) loads the parser when called: this
-file imports only `os`, so `cli.exit_codes` stays cheap to import for the serving client. It sets
-TF_USE_LEGACY_KERAS, as the other packages do, before anything imports TensorFlow: TFT and TFMA only work with
+file imports only trainer/__init__.py (no TensorFlow), so `cli.exit_codes` stays cheap to import for the serving
+client; that import sets TF_USE_LEGACY_KERAS before anything imports TensorFlow: TFT and TFMA only work with
 Keras 2.
 """
 from __future__ import annotations
 
-import os as _os
-
-_os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import trainer as _keras2  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 
 
 def main(argv: list[str] | None = None) -> int:

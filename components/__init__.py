@@ -12,8 +12,6 @@
 - pusher.py: `AtomicPusherExecutor`, a Pusher executor that publishes a version atomically, never twice;
 - trainer_component.py: the Trainer component, in the pipeline or as a Vertex AI custom training job.
 
-TF_USE_LEGACY_KERAS must be set before TensorFlow is first imported: TFT and TFMA only work with Keras 2.
+Importing it sets TF_USE_LEGACY_KERAS first (trainer/__init__.py): TFT and TFMA only work with Keras 2.
 """
-import os as _os
-
-_os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import trainer as _keras2  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)

@@ -7,9 +7,7 @@
 - evaluation.py: the run's Evaluator executed again on its artifacts, into a scratch folder (bench/evaluator.py
   times it; tests compare its metrics and blessing across Evaluator settings).
 
-TF_USE_LEGACY_KERAS must be set before TensorFlow is first imported (evaluation.py imports TFMA): TFT and TFMA only
+Importing it sets TF_USE_LEGACY_KERAS first (trainer/__init__.py; evaluation.py imports TFMA): TFT and TFMA only
 work with Keras 2.
 """
-import os as _os
-
-_os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import trainer as _keras2  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)

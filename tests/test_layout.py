@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import os
 import re
 import subprocess
 import sys
@@ -143,3 +144,16 @@ def test_every_top_level_package_logs_its_progress_on_the_console():
     assert len(PACKAGES) >= 8, PACKAGES
     missing = sorted(set(PACKAGES) - set(OUR_LOGGERS))
     assert missing == [], f"the CLI shows no INFO lines of {missing}"
+
+
+def test_keras_2_is_chosen_in_one_place_by_importing_any_package_that_can_come_first():
+    """TF_USE_LEGACY_KERAS=1 is set by trainer/__init__.py only; the packages an entry point or a TFX executor imports
+    first import it, so TensorFlow, imported later, finds Keras 2 (tf_keras), which TFT and TFMA need."""
+    setters = sorted(str(path.relative_to(REPO)) for package in PACKAGES for path in (REPO / package).rglob("*.py")
+                     if 'environ["TF_USE_LEGACY_KERAS"] =' in path.read_text())
+    assert setters == ["trainer/__init__.py"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    for package in ("cli", "components", "inspection", "pipeline", "trainer"):
+        code = f"import os, sys, {package}; print(os.environ.get('TF_USE_LEGACY_KERAS'), 'tensorflow' in sys.modules)"
+        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.split() == ["1", "False"], (package, out.stdout, out.stderr)
