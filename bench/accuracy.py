@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import bench_data  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from components import datasets  # noqa: E402
 from trainer import contract, serving_api  # noqa: E402
 
 # keras.io "Learning to tokenize in Vision Transformers": (base preset, overrides, keras.io top-1 %, GFLOPs).
@@ -246,7 +247,7 @@ def main(argv=None) -> int:
     results, data_note = [], ""
     if rows:
         dataset_dir = bench_data.dataset(args.data, args.work, args.limit)
-        manifest = bench_data.ingest.load_manifest(dataset_dir)
+        manifest = datasets.load_manifest(dataset_dir)
         transform_dir = args.transform or bench_data.transform_output(dataset_dir, args.work)
         for r in rows:
             results.append(train_row(r, args, dataset_dir, transform_dir, list(manifest["class_names"])))

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import bench_data  # noqa: E402  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from components import datasets  # noqa: E402
 from trainer import serving_api  # noqa: E402  (no TensorFlow)
 
 
@@ -35,7 +36,7 @@ def export_untrained(args):
     if not (out / "saved_model.pb").is_file():
         dataset_dir = bench_data.dataset(args.data, args.work, limit=300)
         tft_output = tft.TFTransformOutput(bench_data.transform_output(dataset_dir, args.work))
-        manifest = bench_data.ingest.load_manifest(dataset_dir)
+        manifest = datasets.load_manifest(dataset_dir)
         export.export_serving_model(model, tft_output, cfg, manifest["class_names"], str(out))
     return str(out), model
 

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from components import ingest  # noqa: E402
+from components import datasets  # noqa: E402
 from pipeline import config as config_lib  # noqa: E402
 from inspection import summary  # noqa: E402
 from trainer import serving_api  # noqa: E402
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     if run.pushed_to is None or run.accuracy is None:
         print(f"the latest run ({run.run_id}) pushed no model or has no evaluation", file=sys.stderr)
         return 2
-    manifest = ingest.load_manifest(config.data_root)
+    manifest = datasets.load_manifest(config.data_root)
     images, labels = test_images(args.images, list(config.class_names), manifest["splits"]["test"]["per_class"])
     serve = tf.saved_model.load(run.pushed_to).signatures[serving_api.SIGNATURE_NAME]
     start, predicted = time.time(), []

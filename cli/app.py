@@ -14,7 +14,7 @@ from pathlib import Path
 # Before TensorFlow is imported anywhere: C++ log noise off unless asked for.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if {"-v", "--verbose"} & set(sys.argv) else "3")
 
-from components import ingest  # noqa: E402
+from components import datasets, ingest, span_stats, spans  # noqa: E402
 from components import images  # noqa: E402  (image decoding bounds, for the help)
 from pipeline import config as config_lib  # noqa: E402
 from cli import options  # noqa: E402
@@ -107,7 +107,7 @@ def _cmd_data(args) -> int:
     if args.append is not None:
         return _append(args)
     dataset = _prepare(args, Path(args.out).resolve())
-    ingest.span_statistics(dataset, 0)  # written once: the drift check of a later --append compares with it
+    span_stats.load(dataset, 0)  # written once: the drift check of a later --append compares with it
     print(dataset)
     return EXIT_OK
 
@@ -117,10 +117,10 @@ def _append(args) -> int:
     if args.data is None:
         raise ingest.DataError("--append DATASET needs --data NEW: the images to add as its next span")
     dataset = Path(args.append).expanduser().resolve()
-    entry = ingest.append(args.data, dataset, limit=args.limit, strict=args.strict, test_fraction=args.test_fraction,
-                          max_decode_pixels=args.max_decode_pixels,
-                          min_images_per_class=args.min_images_per_class, skip_unreadable=args.skip_unreadable)
-    totals = ingest.load_manifest(dataset)["splits"]
+    entry = spans.append(args.data, dataset, limit=args.limit, strict=args.strict, test_fraction=args.test_fraction,
+                         max_decode_pixels=args.max_decode_pixels,
+                         min_images_per_class=args.min_images_per_class, skip_unreadable=args.skip_unreadable)
+    totals = datasets.load_manifest(dataset)["splits"]
     counts = lambda splits: ", ".join(f"{s} {v['examples']:,}" for s, v in splits.items())  # noqa: E731
     print(f"{dataset}: span {entry['span']}: {counts(entry['splits'])}; all {entry['span'] + 1} spans: "
           f"{counts(totals)}")
@@ -137,7 +137,7 @@ def _cmd_run(args) -> int:
     metadata.check_connection(probe.metadata, metadata.connection_config(probe.metadata, probe.metadata_path))
     probe.beam.check_job_server()  # a portable profile's job server answers (Beam alone would wait 60 s)
     data_root = _prepare(args, output / "data")
-    manifest = ingest.load_manifest(data_root)
+    manifest = datasets.load_manifest(data_root)
     # The preset and the overrides, then what the data decides: class list, head size, schema (one replace).
     config = config_lib.for_dataset(config_lib.apply_overrides(
         config_lib.from_preset(args.preset, data_root=str(data_root), output_dir=str(output)), overrides), manifest)

@@ -1,9 +1,12 @@
 """The graph's own building blocks, beside TFX's standard components.
 
 - ingest.py: data ingestion, any image-classification source (image folders, TFRecords; CIFAR-10 by default)
-  into the TFRecords ImportExampleGen reads, with its source readers: sources.py (bounded reading),
-  image_folder.py, images.py (any image to 8-bit RGB), tfrecord_source.py and cifar10_batches.py (the official
-  pickles, read without running code);
+  into the TFRecords ImportExampleGen reads, encoded in worker processes by encoding.py, with its source readers:
+  sources.py (bounded reading), image_folder.py, images.py (any image to 8-bit RGB), tfrecord_source.py and
+  cifar10_batches.py (the official pickles, read without running code);
+- spans.py: `tokenlearner data --append`, a source added to a dataset as its next span, all or nothing;
+  span_stats.py: a span's statistics (label, height, width, brightness) that the drift check compares;
+- datasets.py: a dataset folder read back (manifest and spans, also from a bucket; shards, verification);
 - schema.py, schema_gen.py: `package:` schema paths, and the ImportSchemaGen that resolves them where it runs;
 - span_example_gen.py: `SpanImportExampleGen`, ImportExampleGen over the newest `train_spans` spans of a dataset,
   recording on its Examples which spans it read;

@@ -10,7 +10,8 @@ Sources, detected from what the path holds:
   bounds (components/images.py: ``max_decode_pixels``, downscaled above it or refused under ``strict``);
 - TFRecords of tf.Example{image, label} with a classes.txt (components/tfrecord_source.py), their images converted
   as image files are;
-- a dataset folder this module wrote (it has manifest.json): verified and used as it is.
+- a dataset folder this module wrote (it has manifest.json): verified and used as it is (datasets.py reads one
+  back; spans.py appends a source to one as its next span).
 2 to 1,000 classes. An image with an image's name that Pillow cannot decode is an error naming it, or under
 ``skip_unreadable`` left out and named in one warning.
 
@@ -26,41 +27,31 @@ class list other than CIFAR-10's, ``schema.pbtxt`` (the curated schema with labe
 for any other, with ``-tf<f>`` / ``-px<n>`` appended for a test fraction / max_decode_pixels other than the
 default. It is built in a staging folder and renamed into place only when complete, so an existing dataset is never
 overwritten or half-written. Memory stays bounded: pixels are staged on disk and encoded by worker processes in a
-stream, a window of images at a time. Reading is bounded (components/sources.py): a hostile or broken source is
-refused with one line saying where and why reading stopped.
+stream, a window of images at a time (components/encoding.py). Reading is bounded (components/sources.py): a
+hostile or broken source is refused with one line saying where and why reading stopped.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import io
 import json
 import logging
 import math
-import multiprocessing
 import os
 import shutil
-import sys
 import time
 import urllib.request
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
-import numpy as np
-from PIL import Image
-
-from components import cifar10_batches, image_folder, images, tfrecord_source
+from components import cifar10_batches, datasets, encoding, image_folder, tfrecord_source
 from components.cifar10_batches import OFFICIAL_DIR
 from components.schema import dataset_schema_text
-from components.sources import MAX_IMAGE_BYTES, DataError, Item, read_file, read_member, tar_members, walk_files
-from trainer.contract import (DATASET_MANIFEST, DATASET_SCHEMA, EVAL, SHARD_GLOB, SPAN_IMAGE_FEATURES, SPLITS, TEST,
-                               TRAIN, shard_name, span_of_shard, span_stats_path)
-from trainer.features import CIFAR10_CLASSES, CIFAR10_IMAGE_SIZE, IMAGE_KEY, LABEL_KEY
+from components.sources import MAX_IMAGE_BYTES, DataError, Item, read_member, tar_members, walk_files
+from trainer.contract import DATASET_MANIFEST, DATASET_SCHEMA, EVAL, TEST, TRAIN
+from trainer.features import CIFAR10_CLASSES
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -72,9 +63,6 @@ DEFAULT_MAX_DECODE_PIXELS = 4096 * 4096  # 16.8 MP: a phone's 12 MP photo is kep
 # its images (at least one a class) on top of these.
 DEFAULT_MIN_IMAGES_PER_CLASS = 10
 EVAL_EVERY = 10  # every 10th training image of each class goes to the validation split
-SHARD_SIZE = 5000
-ENCODE_WINDOW = 1024  # images encoded ahead of the writer, at most...
-ENCODE_WINDOW_BYTES = 32 * 2**20  # ... and past one per worker, at most this many source bytes (a photo's PNG is big)
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +87,10 @@ class Settings:
             raise DataError(f"--max-decode-pixels must be a positive number of pixels, got {self.max_decode_pixels}")
         if self.min_images_per_class < 1:
             raise DataError(f"--min-images-per-class must be at least 1, got {self.min_images_per_class}")
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def default_cache_dir() -> Path:
@@ -132,7 +124,7 @@ def download(url: str = OFFICIAL_URL, cache_dir: Path | None = None, md5: str | 
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
-            with Progress(total, "download", unit="B") as bar:
+            with encoding.Progress(total, "download", unit="B") as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
                     bar.update(len(block))
@@ -295,161 +287,6 @@ def _check_class_sizes(kind: str, source: Path, class_names: list[str], counts: 
                             f"least {minimum} (--min-images-per-class)")
 
 
-# ------------------------------------------------------------------------------------------------ encoding
-
-_PIXELS: dict[str, np.ndarray] = {}
-
-
-def _load(item: Item, max_pixels: int, strict: bool) -> tuple[Image.Image, bool]:
-    """(an item's pixels as an 8-bit RGB PIL image, whether they were downscaled)."""
-    if item.row >= 0 and not item.size:  # a row of staged official pixels, memory-mapped
-        if item.ref not in _PIXELS:
-            _PIXELS[item.ref] = np.load(item.ref, mmap_mode="r")
-        return Image.fromarray(np.asarray(_PIXELS[item.ref][item.row])), False
-    if item.size:  # encoded bytes staged from an archive or TFRecords (their size was bounded when staged)
-        with open(item.ref, "rb") as f:
-            f.seek(item.row)
-            data = f.read(item.size)
-    else:
-        data = read_file(Path(item.ref), MAX_IMAGE_BYTES)
-    return images.decode(data, item.display or item.ref, max_pixels, strict)
-
-
-def _encode(item: Item, max_pixels: int, strict: bool, skip_unreadable: bool) -> tuple[bytes | None, bool]:
-    """Worker: an item -> (PNG bytes, whether downscaled); (None, False) for an image Pillow cannot decode when
-    `skip_unreadable`."""
-    try:
-        image, downscaled = _load(item, max_pixels, strict)
-    except images.UnreadableImage:
-        if not skip_unreadable:
-            raise
-        return None, False
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue(), downscaled
-
-
-def _example(png: bytes, label: int) -> bytes:
-    import tensorflow as tf
-
-    return tf.train.Example(features=tf.train.Features(feature={
-        IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
-        LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-    })).SerializeToString(deterministic=True)  # map order fixed: byte-identical reruns
-
-
-class Progress:
-    """tqdm bar on a terminal; on a log (CI, Kubeflow) a line every 10% with the rate."""
-
-    def __init__(self, total: int, desc: str, unit: str = "img"):
-        self.total, self.desc, self.unit, self.done, self.start = total, desc, unit, 0, time.time()
-        self.next_report = 0.1
-        self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-            self.bar = tqdm(total=total or None, desc=desc, unit=unit, unit_scale=unit == "B")
-
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-        elif self.total and self.done / self.total >= self.next_report:
-            rate = self.done / max(time.time() - self.start, 1e-9)
-            log.info("%s: %d/%d %s (%.0f %s/s)", self.desc, self.done, self.total, self.unit, rate, self.unit)
-            self.next_report += 0.1
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
-
-
-@dataclasses.dataclass
-class _Tally:
-    """What encoding wrote: examples per split and class, images downscaled, unreadable images left out."""
-
-    written: dict[str, list[int]]
-    downscaled: int = 0
-    unreadable: list[tuple[str, Item]] = dataclasses.field(default_factory=list)  # (split, item)
-
-
-def _source_bytes(item: Item) -> int:
-    if item.size or item.row >= 0:
-        return item.size or 3 * CIFAR10_IMAGE_SIZE * CIFAR10_IMAGE_SIZE
-    try:
-        return os.path.getsize(item.ref)
-    except OSError:
-        return 0  # the worker names the file
-
-
-def _encoded(items: Sequence[Item], pool, encode, workers: int) -> Iterator[tuple[Item, tuple[bytes | None, bool]]]:
-    """(item, encode(item)) in order, a window at a time: windows bound the encoded images waiting in memory (the
-    executor's map submits all it is given), by count and, past one image per worker, by the bytes of their
-    sources."""
-    start = 0
-    while start < len(items):
-        end, size = start, 0
-        while end < len(items) and end - start < ENCODE_WINDOW and \
-                (end - start < workers or size < ENCODE_WINDOW_BYTES):
-            size += _source_bytes(items[end])
-            end += 1
-        window = items[start:end]
-        yield from zip(window, pool.map(encode, window, chunksize=max(1, min(64, len(window) // (4 * workers)))))
-        start = end
-
-
-def _write_split(split: str, split_dir: Path, items: Sequence[Item], pool, encode, workers: int, bar: Progress,
-                 tally: _Tally, span: int = 0) -> None:
-    import tensorflow as tf
-
-    split_dir.mkdir(parents=True)
-    num_shards = max(1, -(-len(items) // SHARD_SIZE))
-    options = tf.io.TFRecordOptions(compression_type="GZIP")
-    for shard in range(num_shards):
-        chunk = items[shard * SHARD_SIZE:(shard + 1) * SHARD_SIZE]
-        path = split_dir / shard_name(span, shard, num_shards)
-        with tf.io.TFRecordWriter(str(path), options) as writer:
-            for it, (png, downscaled) in _encoded(chunk, pool, encode, workers):
-                bar.update()
-                if png is None:
-                    tally.unreadable.append((split, it))
-                    continue
-                writer.write(_example(png, it.label))
-                tally.written[split][it.label] += 1
-                tally.downscaled += downscaled
-
-
-def _write_splits(dataset: Path, splits: dict[str, list[Item]], num_classes: int, workers: int | None,
-                  settings: Settings, span: int = 0) -> _Tally:
-    tally = _Tally(written={s: [0] * num_classes for s in splits})
-    encode = functools.partial(_encode, max_pixels=settings.max_decode_pixels, strict=settings.strict,
-                               skip_unreadable=settings.skip_unreadable)
-    workers = workers or os.cpu_count()
-    # Spawn, not fork: the parent may already hold TensorFlow threads. An executor, not multiprocessing.Pool: on an
-    # error (a --strict refusal) Pool.terminate() kills workers that may be holding its result queue's lock, and
-    # then waits on that lock forever (seen under load: CPython's Pool has no way out of it), and a worker killed by
-    # the system (out of memory) leaves Pool waiting forever for its result. The executor lets running encodes
-    # finish, drops the queued ones, and turns a dead worker into BrokenProcessPool.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        with Progress(sum(len(v) for v in splits.values()), "encode") as bar:
-            for split, items in splits.items():
-                try:
-                    _write_split(split, dataset / split, items, pool, encode, workers, bar, tally, span)
-                except BrokenProcessPool as e:
-                    raise DataError(f"encoding the {split} split: a worker process died ({e}); out of memory? Lower "
-                                    "--max-decode-pixels or free memory, then run again") from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    if tally.unreadable:
-        names = sorted(it.display or it.ref for _, it in tally.unreadable)
-        log.warning("skipped %d unreadable image(s) (--skip-unreadable): %s", len(names),
-                    image_folder.first_names(names))
-    return tally
-
-
 # ------------------------------------------------------------------------------------------------ entry point
 
 def _fingerprint(path: Path) -> str:
@@ -512,7 +349,7 @@ def prepare(source: str | None, out_root: str | Path, limit: int | None = None, 
         if limit is not None:
             raise DataError(f"{path} is a prepared dataset; --limit applies only when converting a source")
         _check_reuse(path, settings)
-        verify_dataset(path)
+        datasets.verify(path)
         return path
     kind = detect(path)
     # Checked before reuse too (--strict must not accept a dataset made from unofficial data); the warning comes
@@ -534,7 +371,7 @@ def prepare(source: str | None, out_root: str | Path, limit: int | None = None, 
     staging = out_root / f".staging-{names[False]}-{os.getpid()}"
     staging.mkdir(parents=True)
     try:
-        dataset, manifest = _build(kind, path, source, staging, workers, settings)
+        dataset, manifest = build(kind, path, source, staging, workers, settings)
         out_dir = out_root / names[manifest["class_names"] == list(CIFAR10_CLASSES)]
         dataset.rename(out_dir)
     finally:
@@ -556,7 +393,7 @@ def _dataset_name(cifar10: bool, kind: str, fingerprint: str, settings: Settings
 def _check_reuse(dataset: Path, settings: Settings) -> None:
     """A dataset is reused only where building it again would succeed: not one with downscaled images under
     --strict, nor one that left unreadable images out without --skip-unreadable."""
-    manifest = load_manifest(dataset)
+    manifest = datasets.load_manifest(dataset)
     if settings.strict and manifest.get("downscaled_images"):
         raise DataError(f"{dataset}: built with {manifest['downscaled_images']} image(s) downscaled to "
                         f"max_decode_pixels, which --strict refuses; remove it to rebuild with --strict")
@@ -565,15 +402,15 @@ def _check_reuse(dataset: Path, settings: Settings) -> None:
                         f"--skip-unreadable to use it, or remove it to rebuild")
 
 
-def _build(kind: str, path: Path, source: str | None, staging: Path, workers: int | None,
-           settings: Settings, span: int = 0, same_classes_as: Path | None = None) -> tuple[Path, dict]:
+def build(kind: str, path: Path, source: str | None, staging: Path, workers: int | None,
+          settings: Settings, span: int = 0, same_classes_as: Path | None = None) -> tuple[Path, dict]:
     """The dataset folder, complete, in `staging`, and its manifest: a new dataset (span 0), or the shards of span
     `span` of the dataset `same_classes_as`, whose class list the source's must equal (checked before encoding)."""
     start = time.time()
     items, class_names = _index(kind, path, staging)
     _check_class_count(class_names, str(path))
     if same_classes_as is not None:
-        _check_same_classes(class_names, path, same_classes_as)
+        datasets.check_same_classes(class_names, path, same_classes_as)
     num_classes = len(class_names)
     train, test, held = items[TRAIN], items.get(TEST), None
     if test is None:
@@ -585,7 +422,8 @@ def _build(kind: str, path: Path, source: str | None, staging: Path, workers: in
     if kind == "folder" and path.is_file():
         splits = _stage_selected(path, splits, staging / "images.bin")
     dataset = staging / "dataset"
-    tally = _write_splits(dataset, splits, num_classes, workers, settings, span)
+    tally = encoding.write_splits(dataset, splits, num_classes, workers, max_pixels=settings.max_decode_pixels,
+                                  strict=settings.strict, skip_unreadable=settings.skip_unreadable, span=span)
     if tally.unreadable:
         lost = _per_class([it for split, it in tally.unreadable if split != TEST], num_classes)
         _check_class_sizes(kind, path, class_names, [n - k for n, k in zip(source_counts, lost)],
@@ -602,299 +440,7 @@ def _build(kind: str, path: Path, source: str | None, staging: Path, workers: in
         "splits": split_counts,
         "downscaled_images": tally.downscaled, "skipped_unreadable": len(tally.unreadable),
         "seconds": round(time.time() - start, 1),
-        "spans": [{"span": span, "created_utc": _utc_now(), "splits": split_counts}],
+        "spans": [{"span": span, "created_utc": utc_now(), "splits": split_counts}],
     }
     (dataset / DATASET_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return dataset, manifest
-
-
-def verify_dataset(dataset_dir: Path) -> None:
-    """Reads every shard of a prepared dataset (a few seconds for all of CIFAR-10): a truncated or corrupted file
-    is named here, before the pipeline starts, and each split must hold the examples its manifest lists (the sum over
-    its spans), and each shard belong to a span the manifest lists (the pipeline reads every shard beside it)."""
-    import tensorflow as tf
-
-    manifest = load_manifest(dataset_dir)
-    listed = {entry["span"] for entry in load_spans(dataset_dir)}
-    for split, info in manifest["splits"].items():
-        shards = sorted((dataset_dir / split).glob(SHARD_GLOB))
-        count = 0
-        for shard in shards:
-            if span_of_shard(shard.name) not in listed:
-                raise DataError(f"{shard}: a shard of span {span_of_shard(shard.name)}, which {DATASET_MANIFEST} "
-                                f"does not list (spans {sorted(listed)}); left by an interrupted `tokenlearner data "
-                                f"--append`? Remove it, or append again (that removes it)")
-            try:
-                count += int(tf.data.TFRecordDataset(str(shard), compression_type="GZIP").reduce(
-                    tf.constant(0, tf.int64), lambda n, _: n + 1))
-            except (tf.errors.OpError, OSError) as e:
-                reason = (e.message if isinstance(e, tf.errors.OpError) else str(e)).split(":")[0][:120]
-                raise DataError(f"{shard}: corrupt or truncated TFRecord file ({reason})") from None
-        if count != info["examples"]:
-            raise DataError(f"{dataset_dir / split}: {count} examples in {len(shards)} shard(s), {DATASET_MANIFEST} "
-                            f"lists {info['examples']}")
-
-
-def _is_uri(dataset_dir: str | Path) -> bool:
-    """gs://, s3://, ...: the data root of a Kubeflow or Vertex run, read where the validator runs (tf.io.gfile)."""
-    return "://" in str(dataset_dir)
-
-
-def _read_uri(uri: str) -> bytes | None:
-    """The bytes of a remote file, None when it does not exist."""
-    import tensorflow as tf
-
-    return tf.io.gfile.GFile(uri, "rb").read() if tf.io.gfile.exists(uri) else None
-
-
-def load_manifest(dataset_dir: str | Path) -> dict:
-    if _is_uri(dataset_dir):
-        uri = f"{str(dataset_dir).rstrip('/')}/{DATASET_MANIFEST}"
-        data = _read_uri(uri)
-        if data is None:
-            raise DataError(f"{uri}: missing; expected a dataset written by `tokenlearner data`")
-        return json.loads(data)
-    path = Path(dataset_dir) / DATASET_MANIFEST
-    if not path.is_file():
-        raise DataError(f"{path}: missing; expected a dataset written by `tokenlearner data`")
-    return json.loads(path.read_text())
-
-
-# ------------------------------------------------------------------------------------------------ spans
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def load_spans(dataset_dir: str | Path) -> list[dict]:
-    """The spans of a dataset, oldest first: {"span": N, "created_utc": ..., "splits": {split: {"examples": n,
-    "per_class": [...]}}, ...}. A manifest written before spans is one span 0 (created_utc None: not recorded)."""
-    manifest = load_manifest(dataset_dir)
-    spans = manifest.get("spans")
-    if spans is None:
-        return [{"span": 0, "created_utc": None,
-                 "splits": {s: {"examples": v["examples"], "per_class": v.get("per_class")}
-                            for s, v in manifest["splits"].items()}}]
-    return sorted(spans, key=lambda entry: entry["span"])
-
-
-def span_shards(dataset_dir: str | Path, span: int) -> dict[str, list[Path]]:
-    """split -> the TFRecord shards of span `span` in it (trainer/contract.py names them)."""
-    dataset_dir = Path(dataset_dir)
-    return {split: [p for p in sorted((dataset_dir / split).glob(SHARD_GLOB)) if span_of_shard(p.name) == span]
-            for split in SPLITS}
-
-
-def _check_same_classes(class_names: list[str], source: Path, dataset_dir: Path) -> None:
-    """A span must have the dataset's class list, names and order, or its label ids would mean other classes."""
-    expected = load_manifest(dataset_dir)["class_names"]
-    if class_names == expected:
-        return
-    where = f"{source}: its class list differs from {dataset_dir / CLASSES_FILE}"
-    new = [n for n in class_names if n not in expected]
-    missing = [n for n in expected if n not in class_names]
-    if new or missing:
-        what = "; ".join(filter(None, [f"new class(es) {new}" if new else "",
-                                       f"missing class(es) {missing}" if missing else ""]))
-    else:
-        i = next(i for i, (a, b) in enumerate(zip(class_names, expected)) if a != b)
-        what = f"the same classes in another order (class {i}: {class_names[i]!r} here, {expected[i]!r} there)"
-    raise DataError(f"{where}: {what}; a span needs the same class names in the same order (another class list is "
-                    "another dataset: write it with `tokenlearner data --out DIR` and run it into a new --output; "
-                    "its Trainer trains from scratch)")
-
-
-def _stats_schema():
-    """The features of a span's statistics; the label categorical, so that they hold its class shares (top values,
-    rank histogram) for the L-infinity drift comparator instead of a numeric histogram."""
-    from tensorflow_metadata.proto.v0 import schema_pb2
-
-    schema = schema_pb2.Schema()
-    schema.feature.add(name=LABEL_KEY, type=schema_pb2.INT).int_domain.is_categorical = True
-    height, width, brightness = SPAN_IMAGE_FEATURES
-    for name in (height, width):
-        schema.feature.add(name=name, type=schema_pb2.INT)
-    schema.feature.add(name=brightness, type=schema_pb2.FLOAT)
-    return schema
-
-
-def _image_facts(shards: Sequence[Path]) -> dict[str, list]:
-    """label, height, width and brightness (the mean of the decoded pixels, 0..255) of every image in `shards`."""
-    import tensorflow as tf
-
-    facts: dict[str, list] = {LABEL_KEY: [], **{name: [] for name in SPAN_IMAGE_FEATURES}}
-    height, width, brightness = SPAN_IMAGE_FEATURES
-    for shard in shards:
-        try:
-            for record in tf.data.TFRecordDataset(str(shard), compression_type="GZIP").as_numpy_iterator():
-                feature = tf.train.Example.FromString(record).features.feature
-                with Image.open(io.BytesIO(feature[IMAGE_KEY].bytes_list.value[0])) as image:
-                    image = image if image.mode in ("L", "RGB") else image.convert("RGB")
-                    pixels = np.asarray(image)
-                facts[LABEL_KEY].append(int(feature[LABEL_KEY].int64_list.value[0]))
-                facts[height].append(pixels.shape[0])
-                facts[width].append(pixels.shape[1])
-                facts[brightness].append(float(pixels.mean()))
-        except (tf.errors.OpError, OSError) as e:
-            reason = (e.message if isinstance(e, tf.errors.OpError) else str(e)).split(":")[0][:120]
-            raise DataError(f"{shard}: corrupt or truncated TFRecord file ({reason})") from None
-    return facts
-
-
-def compute_span_statistics(shards: Sequence[Path], span: int):
-    """TFDV statistics (DatasetFeatureStatisticsList, one dataset named span-N) of the images in `shards`, read back
-    as the pipeline will read them: what the drift check between two spans compares."""
-    import pandas as pd
-    import tensorflow_data_validation as tfdv
-
-    facts = _image_facts(shards)
-    if not facts[LABEL_KEY]:
-        raise DataError(f"span {span}: no examples in {len(shards)} shard(s); expected the span's images")
-    frame = pd.DataFrame({LABEL_KEY: np.asarray(facts[LABEL_KEY], np.int64),
-                          **{name: np.asarray(facts[name], np.int64) for name in SPAN_IMAGE_FEATURES[:2]},
-                          SPAN_IMAGE_FEATURES[2]: np.asarray(facts[SPAN_IMAGE_FEATURES[2]], np.float32)})
-    stats = tfdv.generate_statistics_from_dataframe(frame, tfdv.StatsOptions(schema=_stats_schema()))
-    stats.datasets[0].name = f"span-{span}"
-    return stats
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Readers (a pipeline run beside an append) never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-
-
-def span_statistics(dataset_dir: str | Path, span: int):
-    """The TFDV statistics of span `span` (a DatasetFeatureStatisticsList): features label (categorical), height,
-    width, brightness over all its splits. Loaded from <dataset>/spans/span-N.stats.pb, or computed from the span's
-    shards and written there first (datasets written before spans, or by `data` before its statistics); a dataset
-    folder that cannot be written to gets them computed with a warning."""
-    from tensorflow_metadata.proto.v0 import statistics_pb2
-
-    if _is_uri(dataset_dir):  # a bucket: `data --append` wrote every span's statistics before it was uploaded
-        path = f"{str(dataset_dir).rstrip('/')}/{span_stats_path(span)}"
-        data = _read_uri(path)
-        if data is None:
-            raise DataError(f"{path}: missing; expected the span's statistics, written by `tokenlearner data "
-                            f"--append` (run it on a local copy of the dataset and upload spans/)")
-    else:
-        dataset_dir = Path(dataset_dir)
-        path = dataset_dir / span_stats_path(span)
-        data = path.read_bytes() if path.is_file() else None
-    if data is not None:
-        stats = statistics_pb2.DatasetFeatureStatisticsList()
-        try:
-            stats.ParseFromString(data)
-        except Exception as e:  # noqa: BLE001 - protobuf's DecodeError, a read error: one line naming the file
-            raise DataError(f"{path}: not a DatasetFeatureStatisticsList ({type(e).__name__}); remove it to compute "
-                            f"it again") from None
-        return stats
-    listed = [entry["span"] for entry in load_spans(dataset_dir)]
-    if span not in listed:
-        raise DataError(f"{dataset_dir / DATASET_MANIFEST}: no span {span}; the dataset has span(s) {listed}")
-    shards = [p for files in span_shards(dataset_dir, span).values() for p in files]
-    stats = compute_span_statistics(shards, span)
-    try:
-        _write_atomically(path, stats.SerializeToString(deterministic=True))
-    except OSError as e:
-        log.warning("%s: could not write span %d's statistics (%s); computed them without keeping them", path, span,
-                    e.strerror or e)
-    return stats
-
-
-def _remove_unlisted_shards(dataset_dir: Path, listed: set[int]) -> None:
-    """Shards of a span the manifest does not list are what an append stopped between moving its shards and
-    writing the manifest left behind: the pipeline would read them, verify_dataset refuses them."""
-    stray = [p for files in (sorted((dataset_dir / s).glob(SHARD_GLOB)) for s in SPLITS) for p in files
-             if span_of_shard(p.name) not in listed]
-    if stray:
-        log.warning("removing %d shard(s) of span(s) %s that %s does not list (an interrupted append): %s",
-                    len(stray), sorted({span_of_shard(p.name) for p in stray}), DATASET_MANIFEST,
-                    image_folder.first_names([str(p) for p in stray]))
-        for p in stray:
-            p.unlink()
-
-
-def _replace_manifest(written: Path, dataset_dir: Path) -> None:
-    """The append's commit point: one rename (a test makes it fail to check the roll-back)."""
-    os.replace(written, dataset_dir / DATASET_MANIFEST)
-
-
-def _appended_manifest(manifest: dict, spans: list[dict], entry: dict, built: dict) -> dict:
-    """The dataset's manifest with span `entry` added: "splits" (and the image counts) stay the sums over spans."""
-    out = dict(manifest, spans=[*spans, entry])
-    out["splits"] = {}
-    for split in dict.fromkeys([*manifest["splits"], *entry["splits"]]):
-        old = manifest["splits"].get(split, {"examples": 0, "per_class": [0] * manifest["num_classes"]})
-        new = entry["splits"].get(split, {"examples": 0, "per_class": [0] * manifest["num_classes"]})
-        out["splits"][split] = {"examples": old["examples"] + new["examples"],
-                                "per_class": [a + b for a, b in zip(old["per_class"], new["per_class"])]}
-    for key in ("downscaled_images", "skipped_unreadable"):
-        out[key] = manifest.get(key, 0) + built[key]
-    return out
-
-
-def append(source: str | None, dataset_dir: str | Path, limit: int | None = None, cache_dir: Path | None = None,
-           workers: int | None = None, strict: bool = False, md5: str | None = None,
-           test_fraction: float = DEFAULT_TEST_FRACTION, max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
-           min_images_per_class: int = DEFAULT_MIN_IMAGES_PER_CLASS, skip_unreadable: bool = False) -> dict:
-    """Adds `source` to the dataset `dataset_dir` as its next span N (`tokenlearner data --append`); returns the new
-    span's manifest entry. The source is read, split and encoded as `prepare` does (same keyword arguments), must
-    have the dataset's class list (names and order), and its shards (contract.shard_name(N, ...)) are built in a
-    staging folder beside the dataset; the span's statistics are computed from them; only then are the shards moved
-    into <dataset>/<split>/, the statistics into spans/, and the manifest replaced (the commit). A failure before
-    the commit leaves the dataset as it was. The earlier spans' statistics are computed after it where missing."""
-    settings = Settings(limit, test_fraction, max_decode_pixels, min_images_per_class, strict, skip_unreadable)
-    if strict and md5 and md5 != OFFICIAL_MD5:
-        raise DataError(f"MD5 {md5} is not the official release's {OFFICIAL_MD5}; --strict accepts only the "
-                        f"official CIFAR-10 python archive")
-    dataset_dir = Path(dataset_dir).expanduser().resolve()
-    manifest = load_manifest(dataset_dir)
-    path = resolve_source(source, cache_dir, md5)
-    if path.resolve() == dataset_dir:
-        raise DataError(f"{path}: --data is the dataset --append adds to; expected the new images")
-    kind = detect(path)
-    unofficial = check_official_release(path, strict) if kind == "official" else None
-    spans = load_spans(dataset_dir)
-    span = spans[-1]["span"] + 1
-    _remove_unlisted_shards(dataset_dir, {entry["span"] for entry in spans})
-    staging = dataset_dir.parent / f".staging-{dataset_dir.name}-span{span}-{os.getpid()}"
-    staging.mkdir()
-    moved: list[tuple[Path, Path]] = []
-    stats_path = dataset_dir / span_stats_path(span)
-    try:
-        built_dir, built = _build(kind, path, source, staging, workers, settings, span=span,
-                                  same_classes_as=dataset_dir)
-        stats = compute_span_statistics([p for files in span_shards(built_dir, span).values() for p in files], span)
-        entry = {"span": span, "created_utc": _utc_now(), "source": built["source"], "format": kind,
-                 "limit": settings.limit, "test_split": built["test_split"], "test_fraction": built["test_fraction"],
-                 "splits": built["splits"], "downscaled_images": built["downscaled_images"],
-                 "skipped_unreadable": built["skipped_unreadable"], "seconds": built["seconds"]}
-        written = staging / DATASET_MANIFEST
-        written.write_text(json.dumps(_appended_manifest(manifest, spans, entry, built), indent=2) + "\n")
-        for split, files in span_shards(built_dir, span).items():
-            for shard in files:
-                target = dataset_dir / split / shard.name
-                if target.exists():
-                    raise DataError(f"{target}: exists; expected no shard of span {span} before appending it")
-                target.parent.mkdir(exist_ok=True)
-                shard.rename(target)
-                moved.append((target, shard))
-        _write_atomically(stats_path, stats.SerializeToString(deterministic=True))
-        _replace_manifest(written, dataset_dir)
-    except BaseException:
-        for target, shard in reversed(moved):
-            target.rename(shard)
-        stats_path.unlink(missing_ok=True)
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    for earlier in spans:  # missing for a dataset written before spans; after the commit: a failure changes nothing
-        span_statistics(dataset_dir, earlier["span"])  # the drift check compares span N with the one before it
-    if unofficial:
-        log.warning("%s", unofficial)
-    log.info("appended span %d to %s: %s in %.1f s", span, dataset_dir,
-             ", ".join(f"{s} {v['examples']}" for s, v in entry["splits"].items()), entry["seconds"])
-    return entry

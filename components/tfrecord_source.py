@@ -9,7 +9,7 @@ Records are read here rather than by TensorFlow so that reading stays bounded: a
 before its bytes are read, and each record's CRC-32C framing is verified as TensorFlow's reader does. Every record
 must hold one non-empty image and one label in 0..N-1 (N: the lines of classes.txt); the first that does not is a
 DataError naming the file, the record's index and what was expected. The image bytes are staged in one file for
-ingestion's encoder (components/ingest.py), which converts them as it converts image files.
+ingestion's encoder (components/encoding.py), which converts them as it converts image files.
 """
 from __future__ import annotations
 

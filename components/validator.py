@@ -9,7 +9,7 @@ CIFAR-10 schema, or the one ingestion writes for another class list.
 With spans (`tokenlearner data --append`) it also compares the two newest spans of the training window (the
 dataset's spans, the newest `train_spans` of them): the class shares (L-infinity distance) and the image height,
 width and mean brightness (Jensen-Shannon divergence), from each span's statistics that ingestion wrote
-(`ingest.span_statistics`). A new span unlike the one before it stops the run before anything trains, with one
+(`span_stats.load`). A new span unlike the one before it stops the run before anything trains, with one
 line naming both spans, the feature and its distance (`DriftError`, which `tokenlearner run` exits on with
 EXIT_DRIFT); `accept_drift` turns that line into a warning. One span in the window: nothing to compare. This check
 comes first; the split checks above still apply to a window whose drift was accepted (a span whose training images
@@ -33,6 +33,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils, writer_utils
 
+from components import datasets, span_stats
 from trainer.contract import SPAN_IMAGE_FEATURES, SPLIT_PREFIX, TRAIN, span_stats_path
 from trainer.features import LABEL_KEY
 
@@ -197,14 +198,12 @@ def check_span_drift(data_root: str, train_spans: int = 0, span_label_drift: flo
     """Compares the two newest spans of the training window of the dataset at `data_root`. Raises DriftError with
     the one-line message (a warning instead with `accept_drift`), which it returns; None when the window has one
     span or the spans are alike."""
-    from components import ingest  # only here: the span list and statistics (ingestion's PIL etc. otherwise unneeded)
-
-    window = window_spans([entry["span"] for entry in ingest.load_spans(data_root)], train_spans)
+    window = window_spans([entry["span"] for entry in datasets.load_spans(data_root)], train_spans)
     if len(window) < 2:
         return None
     previous_span, current_span = window[-2:]
-    previous = ingest.span_statistics(data_root, previous_span)
-    current = ingest.span_statistics(data_root, current_span)
+    previous = span_stats.load(data_root, previous_span)
+    current = span_stats.load(data_root, current_span)
     try:
         drifts = span_drift(previous, current, span_label_drift, span_image_drift)
     except ValueError as e:

@@ -4,7 +4,7 @@
 - `find_run(store, run_id)`: a `pipeline_run` context by id; `LATEST` (or None) is the newest;
 - `node_name(store, execution)`: the graph's node id of an execution (trainer/contract.py), from its node context;
 - `slice_metrics(uri)`, `overall_metrics(uri)`: TFMA metrics of an Evaluator output, per slice and model;
-- `dataset_manifest(config)`: the dataset's manifest.json (`ingest.load_manifest`), {} when there is none.
+- `dataset_manifest(config)`: the dataset's manifest.json (`datasets.load_manifest`), {} when there is none.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ml_metadata.proto import metadata_store_pb2
 
-from components import ingest
+from components import datasets
 from pipeline.config import PipelineConfig, metadata
 
 if TYPE_CHECKING:  # the store library itself loads when a store is opened: the CLI imports LATEST when it starts
@@ -90,8 +90,8 @@ def overall_metrics(uri: str) -> dict[str, dict[str, float]]:
 
 
 def dataset_manifest(config: PipelineConfig) -> dict:
-    """manifest.json of the run's dataset (components/ingest.py); {} where the folder has none."""
+    """manifest.json of the run's dataset (components/datasets.py); {} where the folder has none."""
     try:
-        return ingest.load_manifest(config.data_root)
-    except ingest.DataError:
+        return datasets.load_manifest(config.data_root)
+    except datasets.DataError:
         return {}

@@ -169,14 +169,14 @@ def run_cli_in_process(args: list[str]) -> subprocess.CompletedProcess:
 
 
 def encode_or_die(item, **settings):
-    """components.ingest._encode, except that the process encoding an image named 0003.* dies the way the system
+    """components.encoding._encode, except that the process encoding an image named 0003.* dies the way the system
     kills one that is out of memory: at once, no exception, no result. Module-level so that the spawned encoding
     processes can import it."""
-    from components import ingest
+    from components import encoding
 
     if Path(item.display or item.ref).name.startswith("0003."):
         os._exit(137)
-    return ingest._encode(item, **settings)
+    return encoding._encode(item, **settings)
 
 
 def png_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import cifar10_batches, ingest, sources
+from components import cifar10_batches, datasets, encoding, ingest, sources
 from tests.helpers import (CLASSES, encode_or_die, make_tar, png_bytes, random_images, write_image_folder,
                            write_official)
 from tests.hostile_data import write_tar
@@ -339,7 +339,7 @@ def stored(dataset: Path) -> dict[str, list[tuple[Image.Image, int]]]:
 def test_a_mixed_folder_becomes_rgb_pngs_with_a_held_out_test_split(mixed_folder, tmp_path, caplog):
     caplog.set_level("WARNING", logger="components")
     dataset = ingest.prepare(str(mixed_folder), tmp_path / "out")
-    manifest = ingest.load_manifest(dataset)
+    manifest = datasets.load_manifest(dataset)
     assert dataset.name.startswith("images-folder-") and dataset.name.endswith("-all")
     assert manifest["class_names"] == ["apple", "fig", "kiwi"] and manifest["num_classes"] == 3
     assert manifest["test_split"] == "held_out" and manifest["test_fraction"] == 0.1
@@ -376,7 +376,7 @@ def test_held_out_test_images_are_evenly_spread_in_exact_arithmetic():
 def test_images_above_max_decode_pixels_are_downscaled_or_refused_under_strict(mixed_folder, tmp_path):
     dataset = ingest.prepare(str(mixed_folder), tmp_path / "out", max_decode_pixels=600 * 450)
     assert dataset.name.endswith("-all-px270000")
-    assert ingest.load_manifest(dataset)["downscaled_images"] == 3  # each class's 1600x1200 JPEG
+    assert datasets.load_manifest(dataset)["downscaled_images"] == 3  # each class's 1600x1200 JPEG
     sizes = {image.size for split in stored(dataset).values() for image, _ in split}
     assert (600, 450) in sizes and max(w * h for w, h in sizes) <= 600 * 450
     expect_error(r"/(apple|fig|kiwi)/0000.jpg: 1600x1200 = 1,920,000 pixels, more than max_decode_pixels "
@@ -393,7 +393,7 @@ def small_folder(root: Path, per_class: int = 10) -> Path:
 
 @pytest.mark.timeout(120)  # multiprocessing.Pool, used before, waited forever for the dead process's result
 def test_an_encoding_process_that_dies_is_one_named_error_not_a_hang(tmp_path, monkeypatch):
-    monkeypatch.setattr(ingest, "_encode", encode_or_die)
+    monkeypatch.setattr(encoding, "_encode", encode_or_die)
     expect_error(r"^encoding the (train|eval|test) split: a worker process died \(.*\); out of memory\? Lower "
                  r"--max-decode-pixels or free memory, then run again$", str(small_folder(tmp_path / "src")),
                  tmp_path / "out")
@@ -473,7 +473,7 @@ def test_unreadable_images_are_skipped_only_when_asked_and_named_in_one_warning(
     caplog.set_level("WARNING", logger="components")
     caplog.clear()
     dataset = ingest.prepare(str(folder), out, skip_unreadable=True, min_images_per_class=9)
-    manifest = ingest.load_manifest(dataset)
+    manifest = datasets.load_manifest(dataset)
     assert manifest["skipped_unreadable"] == 2 and manifest["splits"]["test"]["per_class"] == [10, 9]
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert "skipped 2 unreadable image(s) (--skip-unreadable)" in warning
@@ -524,7 +524,7 @@ def tfrecord_source(root: Path, labels=None) -> Path:
 
 def test_a_tfrecord_source_is_checked_and_converted(tmp_path):
     dataset = ingest.prepare(str(tfrecord_source(tmp_path / "records")), tmp_path / "out")
-    manifest = ingest.load_manifest(dataset)
+    manifest = datasets.load_manifest(dataset)
     assert dataset.name.startswith("images-tfrecord-") and manifest["format"] == "tfrecord"
     assert manifest["class_names"] == ["cat", "dog", "bird"] and manifest["test_split"] == "held_out"
     assert {s: v["per_class"] for s, v in manifest["splits"].items()} == \
@@ -568,7 +568,7 @@ def test_the_data_command_passes_its_settings(mixed_folder, tmp_path, capsys):
                      "0.25", "--min-images-per-class", "5", "--skip-unreadable"]) == 0
     dataset = Path(capsys.readouterr().out.strip())
     assert dataset.name.endswith("-all-tf0.25")
-    manifest = ingest.load_manifest(dataset)
+    manifest = datasets.load_manifest(dataset)
     assert manifest["test_fraction"] == 0.25 and manifest["splits"]["test"]["per_class"] == [4, 3, 3]
     for flag, value, match in [("--test-fraction", "1", "--test-fraction must be between 0 and 1"),
                                ("--max-decode-pixels", "0", "--max-decode-pixels must be a positive number"),

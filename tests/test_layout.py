@@ -118,6 +118,16 @@ def test_the_serving_client_loads_neither_the_pipeline_settings_nor_ml_metadata(
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
+def test_reading_a_dataset_back_loads_no_ingestion_code():
+    """Run inspection and the drift check read a written dataset (components/datasets.py, span_stats.py); the
+    ingestion code, its encoders and Pillow decoders are for writing one."""
+    code = ("import sys, components.datasets, components.span_stats, inspection.run_store; "
+            "print(sorted(m for m in sys.modules if m.startswith(('components.ingest', 'components.images', "
+            "'components.spans', 'PIL'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 def test_the_readme_layout_names_every_module_of_the_packages():
     """Each module is named (or matched, as `token_learner*.py`) in the README Layout row of its folder, or by its
     path where the row is the file itself (`pipeline/pipeline.py`): a newcomer's map that cannot fall behind."""

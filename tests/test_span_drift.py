@@ -21,7 +21,7 @@ from tfx import types
 from tfx.types import standard_artifacts
 
 from components import schema as schema_lib
-from components.ingest import span_statistics
+from components import span_stats as span_stats_lib
 from components.sources import DataError
 from components.validator import (ACCEPT_DRIFT_KEY, DATA_ROOT_KEY, SPAN_IMAGE_DRIFT_KEY, SPAN_LABEL_DRIFT_KEY,
                                    TRAIN_SPANS_KEY, DataValidationError, DriftError, GatedExampleValidator,
@@ -37,7 +37,7 @@ SKEWED = [3 if i % 2 else i % 10 for i in range(200)]  # class 3 at 0.5 instead 
 
 
 def span_stats(labels, brightness_mean=120.0, size=32, seed=0):
-    """A span's statistics as ingestion computes them (ingest.span_statistics): label categorical, height, width
+    """A span's statistics as ingestion computes them (span_stats_lib.load): label categorical, height, width
     (int), brightness (float, mean pixel 0..255)."""
     rng = np.random.default_rng(seed)
     n = len(labels)
@@ -139,7 +139,7 @@ def _write_span(dataset: Path, span: int, labels, brightness: int) -> dict:
 
 def dataset_with_spans(root: Path, *spans: tuple[list[int], int]) -> Path:
     """A dataset folder whose manifest lists `spans` (labels, brightness) as spans 0, 1, ...; their statistics are
-    computed by ingest.span_statistics from the shards, as for a dataset written before spans had them."""
+    computed by span_stats_lib.load from the shards, as for a dataset written before spans had them."""
     entries = [_write_span(root, n, labels, brightness) for n, (labels, brightness) in enumerate(spans)]
     manifest = {"class_names": list(CIFAR10_CLASSES), "num_classes": 10, "spans": entries,
                 "splits": {"train": {"examples": sum(e["splits"]["train"]["examples"] for e in entries)}}}
@@ -171,7 +171,7 @@ def _copy_to_ram(local: Path, uri: str) -> str:
 def test_a_data_root_in_a_bucket_is_read_through_the_filesystem_api(tmp_path):
     dataset = dataset_with_spans(tmp_path, (BALANCED[:100], 100), (SKEWED[:100], 100))
     for span in (0, 1):
-        span_statistics(dataset, span)  # written locally, as `data --append` does before the upload
+        span_stats_lib.load(dataset, span)  # written locally, as `data --append` does before the upload
     uri = _copy_to_ram(dataset, "ram://bucket/cifar10")
     with pytest.raises(DriftError, match=r"^drift between span 0 and span 1: feature 'label'"):
         check_span_drift(uri)

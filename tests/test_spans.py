@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from components import ingest
+from components import datasets, ingest, span_stats, spans
 from tests.helpers import CLASSES, write_image_folder
 from trainer import contract
 
@@ -55,7 +55,7 @@ def test_data_then_append_writes_spans_shards_manifest_and_statistics(tmp_path, 
     assert cli.main(["data", "--data", str(source), "--out", str(tmp_path / "out")]) == 0
     dataset = Path(capsys.readouterr().out.strip())
     assert (dataset / contract.span_stats_path(0)).is_file()  # `data` writes span 0's statistics
-    assert [s["span"] for s in ingest.load_manifest(dataset)["spans"]] == [0]
+    assert [s["span"] for s in datasets.load_manifest(dataset)["spans"]] == [0]
 
     assert cli.main(["data", "--data", str(new_images), "--append", str(dataset)]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
@@ -64,17 +64,17 @@ def test_data_then_append_writes_spans_shards_manifest_and_statistics(tmp_path, 
     for split in contract.SPLITS:
         names = sorted(p.name for p in (dataset / split).glob(contract.SHARD_GLOB))
         assert names == [contract.shard_name(0, 0, 1), contract.shard_name(1, 0, 1)]
-    manifest = ingest.load_manifest(dataset)
-    spans = ingest.load_spans(dataset)
-    assert [s["span"] for s in spans] == [0, 1] and spans == manifest["spans"]
-    assert spans[1]["created_utc"].endswith("Z") and spans[1]["source"] == str(new_images)
-    assert {s: v["examples"] for s, v in spans[1]["splits"].items()} == {"train": 110, "eval": 10, "test": 120}
+    manifest = datasets.load_manifest(dataset)
+    entries = datasets.load_spans(dataset)
+    assert [s["span"] for s in entries] == [0, 1] and entries == manifest["spans"]
+    assert entries[1]["created_utc"].endswith("Z") and entries[1]["source"] == str(new_images)
+    assert {s: v["examples"] for s, v in entries[1]["splits"].items()} == {"train": 110, "eval": 10, "test": 120}
     assert manifest["splits"]["train"] == {"examples": 200, "per_class": [9 + 11] * 10}  # sums over the spans
     assert manifest["class_names"] == list(CLASSES)
-    ingest.verify_dataset(dataset)  # counts every span's shards against the totals
+    datasets.verify(dataset)  # counts every span's shards against the totals
     assert count_records((dataset / "test").glob(contract.SHARD_GLOB)) == 220
 
-    stats = ingest.span_statistics(dataset, 1)
+    stats = span_stats.load(dataset, 1)
     assert stats.datasets[0].name == "span-1" and stats.datasets[0].num_examples == 240
     assert (dataset / contract.span_stats_path(1)).is_file()
     by_name = features(stats)
@@ -85,25 +85,25 @@ def test_data_then_append_writes_spans_shards_manifest_and_statistics(tmp_path, 
     assert by_name["height"].num_stats.mean == by_name["width"].num_stats.mean == 24
     brightness = by_name["brightness"].num_stats  # random pixels: mean near 127.5
     assert 100 < brightness.mean < 155 and 0 <= brightness.min <= brightness.max <= 255
-    assert features(ingest.span_statistics(dataset, 0))["height"].num_stats.mean == 32
+    assert features(span_stats.load(dataset, 0))["height"].num_stats.mean == 32
 
 
 def test_a_third_span_and_statistics_that_the_drift_comparators_read(dataset, new_images, tmp_path):
     import tensorflow_data_validation as tfdv
 
-    ingest.append(str(new_images), dataset)
+    spans.append(str(new_images), dataset)
     third = write_image_folder(tmp_path / "third", per_class=PER_CLASS, size=40)
-    assert ingest.append(str(third), dataset)["span"] == 2
-    assert [s["span"] for s in ingest.load_spans(dataset)] == [0, 1, 2]
+    assert spans.append(str(third), dataset)["span"] == 2
+    assert [s["span"] for s in datasets.load_spans(dataset)] == [0, 1, 2]
     assert sorted(p.name for p in (dataset / "eval").iterdir())[-1] == contract.shard_name(2, 0, 1)
-    ingest.verify_dataset(dataset)
+    datasets.verify(dataset)
     assert count_records((dataset / "train").glob(contract.SHARD_GLOB)) == 90 + 110 + 90
-    schema = ingest._stats_schema()
+    schema = span_stats.schema()
     tfdv.get_feature(schema, "label").drift_comparator.infinity_norm.threshold = 0.5
     for name in contract.SPAN_IMAGE_FEATURES:
         tfdv.get_feature(schema, name).drift_comparator.jensen_shannon_divergence.threshold = 0.5
-    anomalies = tfdv.validate_statistics(ingest.span_statistics(dataset, 2), schema,
-                                         previous_statistics=ingest.span_statistics(dataset, 1))
+    anomalies = tfdv.validate_statistics(span_stats.load(dataset, 2), schema,
+                                         previous_statistics=span_stats.load(dataset, 1))
     measured = {info.path.step[0]: info.drift_measurements[0] for info in anomalies.drift_skew_info}
     assert measured["label"].value == pytest.approx(0, abs=1e-6)  # both spans: 10 % a class
     assert measured["height"].value > 0.5 and "height" in anomalies.anomaly_info  # 24 vs 40 pixels
@@ -124,7 +124,7 @@ def test_another_class_list_is_one_line_and_leaves_the_dataset_as_it_was(dataset
     assert sorted(p.name for p in dataset.parent.iterdir()) == [dataset.name]  # no staging left behind
     with pytest.raises(ingest.DataError, match=r"the same classes in another order \(class 0: 'automobile' here, "
                                                r"'airplane' there\)"):
-        ingest._check_same_classes([CLASSES[1], CLASSES[0], *CLASSES[2:]], tmp_path / "x", dataset)
+        datasets.check_same_classes([CLASSES[1], CLASSES[0], *CLASSES[2:]], tmp_path / "x", dataset)
     assert cli.main(["data", "--append", str(dataset)]) == 2
     assert "--append DATASET needs --data NEW" in capsys.readouterr().err
 
@@ -135,25 +135,25 @@ def test_a_failure_before_the_commit_rolls_the_shards_back(dataset, new_images, 
     def fail(*_):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ingest, "_replace_manifest", fail)
+    monkeypatch.setattr(spans, "_replace_manifest", fail)
     with pytest.raises(OSError, match="disk full"):
-        ingest.append(str(new_images), dataset)
+        spans.append(str(new_images), dataset)
     assert snapshot(dataset) == before
     assert sorted(p.name for p in dataset.parent.iterdir()) == [dataset.name]
 
 
 def test_a_dataset_from_before_spans_is_span_0_and_gets_its_statistics_when_appending(dataset, new_images):
-    manifest = ingest.load_manifest(dataset)
+    manifest = datasets.load_manifest(dataset)
     del manifest["spans"]
     (dataset / "manifest.json").write_text(json.dumps(manifest))
     assert not (dataset / contract.SPANS_DIR).exists()
-    assert ingest.load_spans(dataset) == [{"span": 0, "created_utc": None, "splits": manifest["splits"]}]
-    ingest.append(str(new_images), dataset)
+    assert datasets.load_spans(dataset) == [{"span": 0, "created_utc": None, "splits": manifest["splits"]}]
+    spans.append(str(new_images), dataset)
     assert (dataset / contract.span_stats_path(0)).is_file() and (dataset / contract.span_stats_path(1)).is_file()
-    spans = ingest.load_manifest(dataset)["spans"]
-    assert [s["span"] for s in spans] == [0, 1] and spans[0]["splits"] == manifest["splits"]
+    entries = datasets.load_manifest(dataset)["spans"]
+    assert [s["span"] for s in entries] == [0, 1] and entries[0]["splits"] == manifest["splits"]
     with pytest.raises(ingest.DataError, match=r"manifest.json: no span 7; the dataset has span\(s\) \[0, 1\]"):
-        ingest.span_statistics(dataset, 7)
+        span_stats.load(dataset, 7)
 
 
 def test_shards_of_an_unlisted_span_are_refused_then_cleared_by_the_next_append(dataset, new_images, caplog):
@@ -161,9 +161,9 @@ def test_shards_of_an_unlisted_span_are_refused_then_cleared_by_the_next_append(
     stray = dataset / "train" / contract.shard_name(1, 0, 1)
     shutil.copyfile(dataset / "train" / contract.shard_name(0, 0, 1), stray)
     with pytest.raises(ingest.DataError, match=f"{stray}: a shard of span 1, which manifest.json does not list"):
-        ingest.verify_dataset(dataset)
+        datasets.verify(dataset)
     caplog.set_level("WARNING", logger="components")
-    ingest.append(str(new_images), dataset)
+    spans.append(str(new_images), dataset)
     assert any("removing 1 shard(s) of span(s) [1]" in r.getMessage() for r in caplog.records)
-    ingest.verify_dataset(dataset)
-    assert ingest.load_manifest(dataset)["splits"]["train"]["examples"] == 90 + 110
+    datasets.verify(dataset)
+    assert datasets.load_manifest(dataset)["splits"]["train"]["examples"] == 90 + 110
