@@ -1,4 +1,5 @@
-"""Kubeflow Pipelines v2 runner: compiles `create_pipeline(config)` into a pipeline spec JSON (a KFP `PipelineJob`).
+"""Kubeflow Pipelines v2 runner: compiles `create_pipeline(config)` into a pipeline spec (.json: the `PipelineJob`;
+.yaml: its `PipelineSpec`, what a KFP API server takes).
 
 Offline: `run_fn` and `preprocessing_fn` are module paths and the default schema a package name, all resolved
 inside `config.image`, so nothing is uploaded at compile time. Vertex AI Pipelines runs the same spec

@@ -2,8 +2,6 @@
 model, and the pushed SavedModel answers through its serving signatures."""
 from __future__ import annotations
 
-import io
-import json
 import re
 import tarfile
 from pathlib import Path

@@ -15,7 +15,7 @@ import pytest
 from components import cifar10_batches, ingest
 import cli
 from tests.helpers import REPO, make_tar, write_official
-from tests.hostile_data import PAYLOADS, Reducer, hostile_batch, py2_pickle, write_official_py2, write_tar
+from tests.hostile_data import PAYLOADS, Reducer, hostile_batch, write_official_py2
 
 
 def run_cli(argv, capsys) -> tuple[int, list[str]]:
