@@ -6,7 +6,7 @@
 - remote.py: `compile` and `submit` (the work is in pipeline/kubeflow_runner.py, pipeline/vertex_runner.py and
   submission/);
 - flops.py: `flops` (the work is in trainer/flops.py);
-- report.py: `report` and `tensorboard` (the work is in inspection/);
+- report.py: `report`, `history` and `tensorboard` (the work is in inspection/);
 - options.py: the options several subcommands share (--preset, --set, --beam-profile);
 - exit_codes.py: the exit codes, each named once;
 - console.py: the program's stderr (and its Beam workers') without TensorFlow's shutdown-time message.

@@ -3,6 +3,8 @@
 - run_store.py: the one ML Metadata reading layer (store, run by id or LATEST, node ids, TFMA slices, manifest);
 - summary.py: the per-component table `tokenlearner run` prints (ran or cached, time, key numbers, blessing);
 - report.py, report_figures.py, report_html.py: `tokenlearner report`, one HTML page with PNG figures;
+- history.py: the loop run by run (spans trained on, warm start, test accuracy, blessed, pushed version), for
+  `tokenlearner history` and the report;
 - tensorboard_logs.py: `tokenlearner tensorboard`, the TensorBoard command for a run's Trainer logs;
 - evaluation.py: the run's Evaluator executed again on its artifacts, into a scratch folder (bench/evaluator.py
   times it; tests compare its metrics and blessing across Evaluator settings).
