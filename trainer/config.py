@@ -239,10 +239,10 @@ PRESETS: dict[str, TrainerConfig] = {
     # A compact TokenLearner ViT after CCT (keras.io "Compact Convolutional Transformers": 76.8% at 30 epochs with
     # 0.4M parameters): a 2-stage conv tokenizer (64 -> 128 filters) on the 32x32 image gives an 8x8 grid of 64
     # tokens; 6 blocks with 4 heads of 32; TokenLearner to 16 tokens after block 3, so the last 2 blocks see 16;
-    # sequence pooling; the `better` recipe with pad-4 crop + flip at 32x32. About 0.9M parameters, and cheaper per
-    # image than keras_io (whose 4 heads are 128 wide each). Expect ~80.5% test top-1 at 20 epochs on the full data
-    # (80.61% and 80.35%, two seeds, docs/benchmarks.md 8.2, 8.2b): `make run PRESET=compact` (3.5 h on a 2-core
-    # Zen 3 CPU, 1 h 51 min on a 2-core Xeon with AVX-512).
+    # sequence pooling; the `better` recipe at peak learning rate 1e-3, pad-4 crop + flip at 32x32, no dropout. About
+    # 0.9M parameters, and cheaper per image than keras_io (whose 4 heads are 128 wide each). Expect ~80.5% test
+    # top-1 at 20 epochs on the full data (80.61% and 80.35%, two seeds, docs/benchmarks.md 8.2, 8.2b):
+    # `make run PRESET=compact` (3.5 h on a 2-core Zen 3 CPU, 1 h 51 min on a 2-core Xeon with AVX-512).
     "compact": TrainerConfig(image_size=32, resize_to=32, crop_padding=4, conv_tokenizer_stages=2,
                              conv_tokenizer_filters=64, projection_dim=128, num_layers=6, num_heads=4, key_dim=32,
                              mlp_dim=256, dropout=0.0, num_tokens=16, token_learner_layer=3, pooling="sequence",
