@@ -9,8 +9,10 @@ inspection read it through this module, without PIL or the ingestion code.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
+from typing import Iterator
 
 from components.sources import DataError
 from components.tfrecord_source import CLASSES_FILE
@@ -22,25 +24,37 @@ def is_uri(dataset_dir: str | Path) -> bool:
     return "://" in str(dataset_dir)
 
 
-def read_uri(uri: str) -> bytes | None:
-    """The bytes of a remote file, None when it does not exist."""
+def read_file(dataset_dir: str | Path, relative: str) -> tuple[str | Path, bytes | None]:
+    """(where, its bytes) of the file `relative` (a contract path) of a dataset here or in a bucket; bytes None when
+    it does not exist. `where` is what an error names."""
+    if is_uri(dataset_dir):
+        import tensorflow as tf
+
+        uri = f"{str(dataset_dir).rstrip('/')}/{relative}"
+        return uri, (tf.io.gfile.GFile(uri, "rb").read() if tf.io.gfile.exists(uri) else None)
+    path = Path(dataset_dir) / relative
+    return path, (path.read_bytes() if path.is_file() else None)
+
+
+@contextlib.contextmanager
+def reading_shard(shard: Path) -> Iterator[None]:
+    """Around the reading of one TFRecord shard: a truncated or corrupt file (TensorFlow's DataLossError, a read
+    error) becomes one DataError naming the shard, not a TensorFlow traceback."""
     import tensorflow as tf
 
-    return tf.io.gfile.GFile(uri, "rb").read() if tf.io.gfile.exists(uri) else None
+    try:
+        yield
+    except (tf.errors.OpError, OSError) as e:
+        reason = (e.message if isinstance(e, tf.errors.OpError) else str(e)).split(":")[0][:120]
+        raise DataError(f"{shard}: corrupt or truncated TFRecord file ({reason})") from None
 
 
 def load_manifest(dataset_dir: str | Path) -> dict:
     """The dataset's manifest.json: its source, class list, the splits' totals over spans and one entry a span."""
-    if is_uri(dataset_dir):
-        uri = f"{str(dataset_dir).rstrip('/')}/{DATASET_MANIFEST}"
-        data = read_uri(uri)
-        if data is None:
-            raise DataError(f"{uri}: missing; expected a dataset written by `tokenlearner data`")
-        return json.loads(data)
-    path = Path(dataset_dir) / DATASET_MANIFEST
-    if not path.is_file():
-        raise DataError(f"{path}: missing; expected a dataset written by `tokenlearner data`")
-    return json.loads(path.read_text())
+    where, data = read_file(dataset_dir, DATASET_MANIFEST)
+    if data is None:
+        raise DataError(f"{where}: missing; expected a dataset written by `tokenlearner data`")
+    return json.loads(data)
 
 
 def load_spans(dataset_dir: str | Path) -> list[dict]:
@@ -97,12 +111,9 @@ def verify(dataset_dir: Path) -> None:
                 raise DataError(f"{shard}: a shard of span {span_of_shard(shard.name)}, which {DATASET_MANIFEST} "
                                 f"does not list (spans {sorted(listed)}); left by an interrupted `tokenlearner data "
                                 f"--append`? Remove it, or append again (that removes it)")
-            try:
+            with reading_shard(shard):
                 count += int(tf.data.TFRecordDataset(str(shard), compression_type="GZIP").reduce(
                     tf.constant(0, tf.int64), lambda n, _: n + 1))
-            except (tf.errors.OpError, OSError) as e:
-                reason = (e.message if isinstance(e, tf.errors.OpError) else str(e)).split(":")[0][:120]
-                raise DataError(f"{shard}: corrupt or truncated TFRecord file ({reason})") from None
         if count != info["examples"]:
             raise DataError(f"{dataset_dir / split}: {count} examples in {len(shards)} shard(s), {DATASET_MANIFEST} "
                             f"lists {info['examples']}")

@@ -15,8 +15,6 @@ import io
 import logging
 import multiprocessing
 import os
-import sys
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from components import image_folder, images
+from components.progress import Progress
 from components.sources import MAX_IMAGE_BYTES, DataError, Item, read_file
 from trainer.contract import shard_name
 from trainer.features import CIFAR10_IMAGE_SIZE, IMAGE_KEY, LABEL_KEY
@@ -76,34 +75,6 @@ def _example(png: bytes, label: int) -> bytes:
         IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
         LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
     })).SerializeToString(deterministic=True)  # map order fixed: byte-identical reruns
-
-
-class Progress:
-    """tqdm bar on a terminal; on a log (CI, Kubeflow) a line every 10% with the rate."""
-
-    def __init__(self, total: int, desc: str, unit: str = "img"):
-        self.total, self.desc, self.unit, self.done, self.start = total, desc, unit, 0, time.time()
-        self.next_report = 0.1
-        self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-            self.bar = tqdm(total=total or None, desc=desc, unit=unit, unit_scale=unit == "B")
-
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-        elif self.total and self.done / self.total >= self.next_report:
-            rate = self.done / max(time.time() - self.start, 1e-9)
-            log.info("%s: %d/%d %s (%.0f %s/s)", self.desc, self.done, self.total, self.unit, rate, self.unit)
-            self.next_report += 0.1
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
 
 
 @dataclasses.dataclass

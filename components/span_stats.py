@@ -46,7 +46,7 @@ def _image_facts(shards: Sequence[Path]) -> dict[str, list]:
     facts: dict[str, list] = {LABEL_KEY: [], **{name: [] for name in SPAN_IMAGE_FEATURES}}
     height, width, brightness = SPAN_IMAGE_FEATURES
     for shard in shards:
-        try:
+        with datasets.reading_shard(shard):  # a PNG Pillow cannot open is a corrupt shard too (OSError)
             for record in tf.data.TFRecordDataset(str(shard), compression_type="GZIP").as_numpy_iterator():
                 feature = tf.train.Example.FromString(record).features.feature
                 with Image.open(io.BytesIO(feature[IMAGE_KEY].bytes_list.value[0])) as image:
@@ -56,9 +56,6 @@ def _image_facts(shards: Sequence[Path]) -> dict[str, list]:
                 facts[height].append(pixels.shape[0])
                 facts[width].append(pixels.shape[1])
                 facts[brightness].append(float(pixels.mean()))
-        except (tf.errors.OpError, OSError) as e:
-            reason = (e.message if isinstance(e, tf.errors.OpError) else str(e)).split(":")[0][:120]
-            raise DataError(f"{shard}: corrupt or truncated TFRecord file ({reason})") from None
     return facts
 
 
@@ -94,16 +91,10 @@ def load(dataset_dir: str | Path, span: int):
     folder that cannot be written to gets them computed with a warning."""
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
-    if datasets.is_uri(dataset_dir):  # a bucket: `data --append` wrote every span's statistics before it was uploaded
-        path = f"{str(dataset_dir).rstrip('/')}/{span_stats_path(span)}"
-        data = datasets.read_uri(path)
-        if data is None:
-            raise DataError(f"{path}: missing; expected the span's statistics, written by `tokenlearner data "
-                            f"--append` (run it on a local copy of the dataset and upload spans/)")
-    else:
-        dataset_dir = Path(dataset_dir)
-        path = dataset_dir / span_stats_path(span)
-        data = path.read_bytes() if path.is_file() else None
+    path, data = datasets.read_file(dataset_dir, span_stats_path(span))
+    if data is None and datasets.is_uri(dataset_dir):  # a bucket: uploaded after `data --append` wrote them all
+        raise DataError(f"{path}: missing; expected the span's statistics, written by `tokenlearner data "
+                        f"--append` (run it on a local copy of the dataset and upload spans/)")
     if data is not None:
         stats = statistics_pb2.DatasetFeatureStatisticsList()
         try:
@@ -112,6 +103,7 @@ def load(dataset_dir: str | Path, span: int):
             raise DataError(f"{path}: not a DatasetFeatureStatisticsList ({type(e).__name__}); remove it to compute "
                             f"it again") from None
         return stats
+    dataset_dir = Path(dataset_dir)
     listed = [entry["span"] for entry in datasets.load_spans(dataset_dir)]
     if span not in listed:
         raise DataError(f"{dataset_dir / DATASET_MANIFEST}: no span {span}; the dataset has span(s) {listed}")

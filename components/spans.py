@@ -12,11 +12,12 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 from components import datasets, image_folder, ingest, span_stats
 from components.sources import DataError
-from trainer.contract import DATASET_MANIFEST, SHARD_GLOB, SPLITS, span_of_shard, span_stats_path
+from trainer.contract import DATASET_MANIFEST, SHARD_GLOB, SPLITS, UTC_STAMP, span_of_shard, span_stats_path
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +86,16 @@ def append(source: str | None, dataset_dir: str | Path, limit: int | None = None
     try:
         built_dir, built = ingest.build(kind, path, source, staging, workers, settings, span=span,
                                         same_classes_as=dataset_dir)
-        stats = span_stats.compute([p for files in datasets.span_shards(built_dir, span).values() for p in files],
-                                   span)
-        entry = {"span": span, "created_utc": ingest.utc_now(), "source": built["source"], "format": kind,
+        shards = datasets.span_shards(built_dir, span)
+        stats = span_stats.compute([p for files in shards.values() for p in files], span)
+        created = time.strftime(UTC_STAMP, time.gmtime())
+        entry = {"span": span, "created_utc": created, "source": built["source"], "format": kind,
                  "limit": settings.limit, "test_split": built["test_split"], "test_fraction": built["test_fraction"],
                  "splits": built["splits"], "downscaled_images": built["downscaled_images"],
                  "skipped_unreadable": built["skipped_unreadable"], "seconds": built["seconds"]}
         written = staging / DATASET_MANIFEST
         written.write_text(json.dumps(_appended_manifest(manifest, spans, entry, built), indent=2) + "\n")
-        for split, files in datasets.span_shards(built_dir, span).items():
+        for split, files in shards.items():
             for shard in files:
                 target = dataset_dir / split / shard.name
                 if target.exists():

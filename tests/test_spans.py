@@ -3,6 +3,7 @@ refuses another class list in one line, and leaves the dataset as it was when it
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -167,3 +168,12 @@ def test_shards_of_an_unlisted_span_are_refused_then_cleared_by_the_next_append(
     assert any("removing 1 shard(s) of span(s) [1]" in r.getMessage() for r in caplog.records)
     datasets.verify(dataset)
     assert datasets.load_manifest(dataset)["splits"]["train"]["examples"] == 90 + 110
+
+
+def test_statistics_computed_from_a_truncated_shard_name_it_in_one_line(dataset):
+    assert not (dataset / contract.span_stats_path(0)).exists()  # so loading them computes them from the shards
+    shard = dataset / "test" / contract.shard_name(0, 0, 1)
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    with pytest.raises(ingest.DataError, match=re.escape(f"{shard}: corrupt or truncated TFRecord file (")):
+        span_stats.load(dataset, 0)
+    assert not (dataset / contract.span_stats_path(0)).exists()  # nothing half-computed is kept
