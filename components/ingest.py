@@ -41,16 +41,16 @@ import os
 import shutil
 import time
 import urllib.request
-from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
 from components import cifar10_batches, datasets, encoding, image_folder, tfrecord_source
 from components.cifar10_batches import OFFICIAL_DIR
+from components.progress import Progress
 from components.schema import dataset_schema_text
 from components.sources import MAX_IMAGE_BYTES, DataError, Item, read_member, tar_members, walk_files
-from trainer.contract import DATASET_MANIFEST, DATASET_SCHEMA, EVAL, TEST, TRAIN
+from trainer.contract import DATASET_MANIFEST, DATASET_SCHEMA, EVAL, TEST, TRAIN, UTC_STAMP
 from trainer.features import CIFAR10_CLASSES
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -89,10 +89,6 @@ class Settings:
             raise DataError(f"--min-images-per-class must be at least 1, got {self.min_images_per_class}")
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def default_cache_dir() -> Path:
     return Path(os.environ.get("TOKENLEARNER_CACHE", Path.home() / ".cache" / "tokenlearner"))
 
@@ -124,7 +120,7 @@ def download(url: str = OFFICIAL_URL, cache_dir: Path | None = None, md5: str | 
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
-            with encoding.Progress(total, "download", unit="B") as bar:
+            with Progress(total, "download", unit="B") as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
                     bar.update(len(block))
@@ -440,7 +436,7 @@ def build(kind: str, path: Path, source: str | None, staging: Path, workers: int
         "splits": split_counts,
         "downscaled_images": tally.downscaled, "skipped_unreadable": len(tally.unreadable),
         "seconds": round(time.time() - start, 1),
-        "spans": [{"span": span, "created_utc": utc_now(), "splits": split_counts}],
+        "spans": [{"span": span, "created_utc": time.strftime(UTC_STAMP, time.gmtime()), "splits": split_counts}],
     }
     (dataset / DATASET_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return dataset, manifest

@@ -4,7 +4,6 @@ run resumed on another machine says which epochs trained how."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 
 import pytest
 
@@ -29,7 +28,6 @@ def clock(monkeypatch) -> _Clock:
     """The Trainer's clock, moved by hand (wall seconds and the UTC stamps of epochs and fits)."""
     fake = _Clock()
     monkeypatch.setattr(checkpoints.time, "time", lambda: fake.now)
-    monkeypatch.setattr(checkpoints, "_utc_now", lambda: datetime.fromtimestamp(fake.now, timezone.utc).isoformat())
     return fake
 
 
@@ -51,6 +49,8 @@ def test_a_fit_that_trained_alike_reports_its_time_and_no_mix(clock, tmp_path, w
 
     times = summary.epoch_times(str(tmp_path))
     assert times.seconds == [600.0] * 4 and times.fits == 2
+    rows = (tmp_path / EPOCH_TIMES_FILE).read_text().splitlines()
+    assert rows[1].startswith("1,600.0,2027-01-15T09:10:00Z,2027-01-15T09:00:00Z,")  # UTC stamps: the fake clock
     assert times.trained_with == ["float32/on"] * 4 and times.mixed == ""
     assert "precision" not in times.text and "resumed 1x" in times.text
     assert not warnings.records

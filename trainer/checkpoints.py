@@ -24,14 +24,13 @@ import json
 import logging
 import os
 import time
-from datetime import datetime, timezone
 from typing import Optional
 
 import tensorflow as tf
 import tf_keras as keras
 from tf_keras.src.distribute import distributed_file_utils
 
-from trainer.contract import EPOCH_TIMES_COLUMNS, EPOCH_TIMES_FILE, HISTORY_FILE, trained_with
+from trainer.contract import EPOCH_TIMES_COLUMNS, EPOCH_TIMES_FILE, HISTORY_FILE, UTC_STAMP, trained_with
 
 log = logging.getLogger("trainer")
 
@@ -68,7 +67,7 @@ def mark_finished(directory: str, serving_model_dir: str) -> None:
     `remove`, so that a removal that fails or is killed leaves nothing a later fit resumes from."""
     if tf.io.gfile.exists(directory):
         with tf.io.gfile.GFile(f"{directory}/{FINISHED_FILE}", "w") as f:
-            json.dump({"exported_to": serving_model_dir, "finished_utc": _utc_now()}, f)
+            json.dump({"exported_to": serving_model_dir, "finished_utc": _utc(time.time())}, f)
 
 
 class BestWeights(keras.callbacks.Callback):
@@ -110,7 +109,7 @@ class EpochTimes(keras.callbacks.Callback):
         self.trains_with = {"precision": precision, "jit_compile": jit_compile}  # this execution's part of each row
 
     def on_train_begin(self, logs=None):
-        self.fit_started = _utc_now()
+        self.fit_started = _utc(time.time())
         now = trained_with(self.trains_with)
         before = {trained_with(r) for r in self._rows()}
         if before and before != {now}:
@@ -123,7 +122,8 @@ class EpochTimes(keras.callbacks.Callback):
         self.start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, "seconds": f"{time.time() - self.start:.1f}", "ended_utc": _utc_now(),
+        now = time.time()
+        row = {"epoch": epoch + 1, "seconds": f"{now - self.start:.1f}", "ended_utc": _utc(now),
                "fit_started_utc": self.fit_started, **self.trains_with}
         text = io.StringIO()
         writer = csv.DictWriter(text, EPOCH_TIMES_COLUMNS, restval="")  # rows of older files lack the last columns
@@ -139,8 +139,8 @@ class EpochTimes(keras.callbacks.Callback):
             return list(csv.DictReader(io.StringIO(f.read())))
 
 
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _utc(seconds: float) -> str:
+    return time.strftime(UTC_STAMP, time.gmtime(seconds))  # from time.time(): the tests' clock moves it
 
 
 def callbacks(directory: str, precision: str, jit_compile: str, chief: bool = True) -> list[keras.callbacks.Callback]:

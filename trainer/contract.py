@@ -85,6 +85,10 @@ EPOCH_TIMES_FILE = "epoch_times.csv"  # model_run dir: each epoch's wall seconds
 # Its columns; files written before the last two have rows without them, which read as trained_with "?".
 EPOCH_TIMES_COLUMNS = ("epoch", "seconds", "ended_utc", "fit_started_utc", "precision", "jit_compile")
 
+# time.strftime format of the UTC stamps in the files we write ("2026-12-07T05:19:14Z"): the dataset manifest's
+# created_utc, epoch_times.csv's ended_utc and fit_started_utc, the Trainer's export marker.
+UTC_STAMP = "%Y-%m-%dT%H:%M:%SZ"
+
 
 SPLIT_PREFIX = "Split-"  # TFX: the folder of split <name> in an Examples or statistics artifact is Split-<name>
 
