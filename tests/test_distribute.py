@@ -139,7 +139,8 @@ BFLOAT16 = distribute.Precision("bfloat16", "auto: avx512_bf16")
 
 @pytest.mark.parametrize("setting, precision, gpus, expected", [
     ("auto", FLOAT32, [], "on (auto: float32 on a CPU)"),
-    ("auto", BFLOAT16, [], "off (auto: not measured with bfloat16 on a CPU)"),
+    ("auto", BFLOAT16, [], "off (auto: bfloat16 on a CPU, where XLA was slower or failed to compile)"),
+    ("auto", distribute.Precision("float16", "precision=float16"), [], "off (auto: float16 on a CPU, not measured)"),
     ("auto", FLOAT32, FAKE_GPUS[:1], "off (auto: not measured on GPUs)"),
     ("on", BFLOAT16, FAKE_GPUS, "on (jit_compile=on)"),
     ("off", FLOAT32, [], "off (jit_compile=off)"),
@@ -157,6 +158,21 @@ def test_the_trainer_logs_its_xla_choice(caplog):
 def test_every_preset_but_tiny_leaves_xla_to_auto():
     assert {name: cfg.jit_compile for name, cfg in PRESETS.items()} == {
         **{name: "auto" for name in PRESETS}, "tiny": "off"}
+
+
+def test_a_step_xla_cannot_compile_in_bfloat16_says_what_to_set():
+    """The error TensorFlow 2.16.2 raised at `compact`'s first bfloat16 + XLA step (bench/throughput.py, Zen 4)."""
+    error = tf.errors.UnimplementedError(None, None, (
+        "Graph execution error:\n\nDetected at node StatefulPartitionedCall defined at (most recent call last):\n"
+        "unsupported operand type BF16 in op dot\n\t [[{{node StatefulPartitionedCall}}]]"))
+    on, off = distribute.JitCompile(True, "jit_compile=on"), distribute.JitCompile(False, "auto")
+    assert str(distribute.xla_unsupported(BFLOAT16, on, error)) == (
+        "jit_compile: XLA cannot compile this model's training step in bfloat16 (unsupported operand type BF16 in op "
+        "dot); set jit_compile=off (what auto picks with bfloat16) or precision=float32")
+    # Not XLA's doing: the error is left as TensorFlow raised it.
+    assert distribute.xla_unsupported(BFLOAT16, off, error) is None
+    assert distribute.xla_unsupported(FLOAT32, on, error) is None
+    assert distribute.xla_unsupported(BFLOAT16, on, tf.errors.InvalidArgumentError(None, None, "x")) is None
 
 
 def test_an_xla_compiled_step_trains_like_the_plain_one():

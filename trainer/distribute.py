@@ -121,9 +121,10 @@ class JitCompile:
 def choose_jit_compile(setting: str, precision: Precision, gpus: Sequence[object],
                        multi_worker: bool = False) -> JitCompile:
     """XLA for `setting` (auto | on | off), training in `precision` on this machine. "auto" follows the
-    measurements: float32 on a 2-core Zen 3 trained 1.15x (keras_io) to 1.48x (compact) faster with XLA; XLA's
-    own CPU kernels with bfloat16, every GPU set-up and multi-worker training (whose all-reduce would sit inside
-    the compiled step) are unmeasured, so they keep TensorFlow's kernels."""
+    measurements: float32 on a 2-core Zen 3 trained 1.15x (keras_io) to 1.48x (compact) faster with XLA; bfloat16 on
+    a 2-core Zen 4 trained 0.79x as fast with XLA (keras_io) or failed to compile (compact: "unsupported operand
+    type BF16 in op dot"), docs/benchmarks.md 6.1c. float16, every GPU set-up and multi-worker training (whose
+    all-reduce would sit inside the compiled step) are unmeasured, so they keep TensorFlow's kernels."""
     if setting != "auto":
         return JitCompile(setting == "on", f"jit_compile={setting}")
     if multi_worker:
@@ -131,8 +132,25 @@ def choose_jit_compile(setting: str, precision: Precision, gpus: Sequence[object
     if gpus:
         return JitCompile(False, "auto: not measured on GPUs")
     if precision.name != "float32":
-        return JitCompile(False, f"auto: not measured with {precision.name} on a CPU")
+        return JitCompile(False, f"auto: {precision.name} on a CPU" + (
+            ", where XLA was slower or failed to compile" if precision.name == "bfloat16" else ", not measured"))
     return JitCompile(True, "auto: float32 on a CPU")
+
+
+class XlaUnsupported(RuntimeError):
+    """XLA cannot compile the training step in the chosen precision; the message is one line saying what to set."""
+
+
+def xla_unsupported(precision: Precision, jit_compile: JitCompile, error: Exception) -> Optional[XlaUnsupported]:
+    """One line for an UnimplementedError from a step XLA compiles in 16 bits; None for any other error. Seen on
+    2026-12-07 (TensorFlow 2.16.2, Zen 4): `compact` in bfloat16 with XLA fails at its first step with "unsupported
+    operand type BF16 in op dot" (XLA's CPU backend), while `keras_io` compiles; what `auto` picks does not fail."""
+    if not jit_compile.on or precision.name == "float32" or not isinstance(error, tf.errors.UnimplementedError):
+        return None
+    cause = serving_api.tf_error_line(str(getattr(error, "message", None) or error))[:200]
+    return XlaUnsupported(f"jit_compile: XLA cannot compile this model's training step in {precision.name} "
+                          f"({cause}); set jit_compile=off (what auto picks with {precision.name}) or "
+                          f"precision=float32")
 
 
 def machine_jit_compile(cfg: TrainerConfig, precision: Precision,

@@ -143,7 +143,14 @@ def _fit_and_export(fn_args: tfx.components.FnArgs, cfg: TrainerConfig, strategy
         *checkpoints.callbacks(backup, precision.name, jit_compile.name, chief=chief),
         ProgressLogger(fit_cfg.epochs, steps_per_epoch=steps_per_epoch),
     ]
-    model.fit(train_ds, validation_data=eval_ds, epochs=fit_cfg.epochs, callbacks=callbacks, verbose=2)
+    try:
+        model.fit(train_ds, validation_data=eval_ds, epochs=fit_cfg.epochs, callbacks=callbacks, verbose=2)
+    except tf.errors.UnimplementedError as e:
+        failure = distribute.xla_unsupported(precision, jit_compile, e)
+        if failure is None:
+            raise
+        log.error("%s", failure)
+        raise failure from None
     if workers is not None:
         distribute.barrier(strategy)  # the chief has written the last best epoch before anyone reads it
     checkpoints.finish(backup, model, model_run_dir, chief=chief)
