@@ -137,6 +137,11 @@ def choose_jit_compile(setting: str, precision: Precision, gpus: Sequence[object
     return JitCompile(True, "auto: float32 on a CPU")
 
 
+def _error_line(error: Exception) -> str:
+    """The line of a TensorFlow error that says what is wrong, at most 200 characters."""
+    return serving_api.tf_error_line(str(getattr(error, "message", None) or error))[:200]
+
+
 class XlaUnsupported(RuntimeError):
     """XLA cannot compile the training step in the chosen precision; the message is one line saying what to set."""
 
@@ -147,7 +152,7 @@ def xla_unsupported(precision: Precision, jit_compile: JitCompile, error: Except
     operand type BF16 in op dot" (XLA's CPU backend), while `keras_io` compiles; what `auto` picks does not fail."""
     if not jit_compile.on or precision.name == "float32" or not isinstance(error, tf.errors.UnimplementedError):
         return None
-    cause = serving_api.tf_error_line(str(getattr(error, "message", None) or error))[:200]
+    cause = _error_line(error)
     return XlaUnsupported(f"jit_compile: XLA cannot compile this model's training step in {precision.name} "
                           f"({cause}); set jit_compile=off (what auto picks with {precision.name}) or "
                           f"precision=float32")
@@ -224,7 +229,7 @@ def peer_failure(cluster: Cluster, error: Exception) -> PeerFailure:
     UnavailableError: Collective ops is aborted by: Socket closed (restart every worker to resume ...)'.
     Restarting every worker resumes from the last finished epoch (trainer/checkpoints.py)."""
     text = str(getattr(error, "message", None) or error)
-    first_line = serving_api.tf_error_line(text)[:200] or type(error).__name__
+    first_line = _error_line(error) or type(error).__name__
     peers = " or ".join(cluster.peers_named_in(text))
     return PeerFailure(f"{cluster.describe()}: {peers} stopped answering: {type(error).__name__}: {first_line} "
                        f"(restart every worker to resume from the last finished epoch)")
