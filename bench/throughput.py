@@ -133,7 +133,8 @@ def measure(pipelines: dict, n_train: int, n_eval: int, epochs: int) -> dict:
         """Seconds from the first step's start to the last step's end. Measured on 2026-12-07 (Zen 4): a `fit` call
         can return seconds after its last step and `on_train_end` (20.5 s for 12.2 s of steps, three calls in a
         row; not every call), so the wall time of a call, which the tables before that date report, understates the
-        steps' speed."""
+        steps' speed. The wait is the deletion of the call's training iterator, which waits for its tf.data
+        autotuning thread to wake (docs/benchmarks.md 6.1d)."""
 
         def on_train_begin(self, logs=None):
             self.start = time.perf_counter()

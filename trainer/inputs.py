@@ -72,6 +72,11 @@ def transformed_dataset(patterns: list[str], tft_output: tft.TFTransformOutput) 
     return ds.batch(_PARSE_BATCH).map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
 
 
+def epoch_steps(num_examples: int, cfg: TrainerConfig) -> int:
+    """Batches in one pass over `num_examples` (the last one partial): the `steps_per_epoch` of a repeated input."""
+    return -(-num_examples // cfg.batch_size)
+
+
 def count_examples(patterns: list[str]) -> int:
     """Number of records (about a second for all of CIFAR-10): gives Keras its steps, and the logs their ETA."""
     ds = tf.data.TFRecordDataset(list_files(patterns), compression_type="GZIP")
@@ -79,15 +84,27 @@ def count_examples(patterns: list[str]) -> int:
 
 
 def make_dataset(patterns: list[str], tft_output: tft.TFTransformOutput, cfg: TrainerConfig,
-                 training: bool, num_examples: int) -> tf.data.Dataset:
+                 training: bool, num_examples: int, repeat: bool = False) -> tf.data.Dataset:
     """Batched (view, label) for model.fit. The normalized images are cached in memory after the first epoch
     (input_size^2 x 3 float32 values each: 45,000 x 12 KiB = 0.5 GiB for full CIFAR-10 at 32), so image decoding
-    and the TFT graph run once."""
+    and the TFT graph run once.
+
+    `repeat` (training only): endless, for `fit(steps_per_epoch=epoch_steps(num_examples, cfg))`; each run of that
+    many batches is one whole pass over the examples in a new order (batches are cut before the repeat, so an
+    epoch's last, partial batch never takes examples of the next). Then `fit` keeps one iterator for all its
+    epochs instead of making one per epoch, and the epochs follow each other without a pause: in TensorFlow 2.16
+    deleting a used iterator waits until its tf.data autotuning thread next wakes, 10 ms x 2^k after it started (up
+    to 60 s apart), which cost 12-22 s at each epoch boundary on 5,120 CIFAR-10 images and 0-40 s at 12 of 19 in a
+    full 20-epoch run (docs/benchmarks.md 6.1d)."""
+    if repeat and not training:
+        raise ValueError("repeat: only the training input repeats (Keras makes a new evaluation iterator per call)")
     ds = transformed_dataset(patterns, tft_output).apply(tf.data.experimental.assert_cardinality(num_examples))
     ds = ds.cache()
     if training:
         ds = ds.shuffle(50_000, seed=cfg.seed, reshuffle_each_iteration=True).batch(cfg.batch_size)
         ds = ds.map(lambda x, y: (train_view(x, cfg), y), num_parallel_calls=tf.data.AUTOTUNE)
+        if repeat:
+            ds = ds.repeat()
     else:
         ds = ds.batch(cfg.batch_size).map(lambda x, y: (eval_view(x, cfg), y),
                                           num_parallel_calls=tf.data.AUTOTUNE)

@@ -107,14 +107,16 @@ def _fit_and_export(fn_args: tfx.components.FnArgs, cfg: TrainerConfig, strategy
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
     num_train, num_eval = inputs.count_examples(fn_args.train_files), inputs.count_examples(fn_args.eval_files)
-    steps_per_epoch = -(-num_train // global_batch)
     # Seeded before the input pipelines too (compile_model seeds the weights), so a multi-worker fit draws the random
     # views a single process of its global batch draws. Exactly so only with TF_DETERMINISTIC_OPS=1: the views are
     # drawn in a parallel map, whose threads otherwise take the random stream in whatever order they run.
     keras.utils.set_random_seed(cfg.seed)
     # The input pipelines batch global batches; a distributed fit splits each into the replicas' batches.
     batched = dataclasses.replace(cfg, batch_size=global_batch)
-    train_ds = inputs.make_dataset(fn_args.train_files, tft_output, batched, training=True, num_examples=num_train)
+    steps_per_epoch = inputs.epoch_steps(num_train, batched)
+    # Endless, so that fit keeps one training iterator for all its epochs (inputs.make_dataset says why).
+    train_ds = inputs.make_dataset(fn_args.train_files, tft_output, batched, training=True, num_examples=num_train,
+                                   repeat=True)
     eval_ds = inputs.make_dataset(fn_args.eval_files, tft_output, batched, training=False, num_examples=num_eval)
     if workers is not None:
         train_ds, eval_ds = distribute.shard_by_example(train_ds), distribute.shard_by_example(eval_ds)
@@ -144,7 +146,8 @@ def _fit_and_export(fn_args: tfx.components.FnArgs, cfg: TrainerConfig, strategy
         ProgressLogger(fit_cfg.epochs, steps_per_epoch=steps_per_epoch),
     ]
     try:
-        model.fit(train_ds, validation_data=eval_ds, epochs=fit_cfg.epochs, callbacks=callbacks, verbose=2)
+        model.fit(train_ds, validation_data=eval_ds, epochs=fit_cfg.epochs, steps_per_epoch=steps_per_epoch,
+                  callbacks=callbacks, verbose=2)
     except tf.errors.UnimplementedError as e:
         failure = distribute.xla_unsupported(precision, jit_compile, e)
         if failure is None:
