@@ -102,7 +102,8 @@ class TrainerConfig:
     # bfloat16 on CPUs with avx512_bf16/amx_bf16, float16 on GPUs of compute capability >= 7.0, else float32.
     precision: str = "auto"
     # auto | on | off: compile the training and evaluation steps with XLA (Keras `jit_compile`), which fuses the
-    # element-wise ops around the matmuls. "auto": on where it was measured faster (float32 on a CPU), else off.
+    # element-wise ops around the matmuls. "auto": on where it was measured faster (float32 on a CPU, patch models;
+    # not the conv tokenizer, which XLA slowed), else off.
     # Serving signatures are never XLA-compiled: TF Serving's CPU build runs XLA only with
     # --xla_cpu_compilation_enabled, off by default.
     jit_compile: str = "auto"

@@ -119,12 +119,15 @@ class JitCompile:
 
 
 def choose_jit_compile(setting: str, precision: Precision, gpus: Sequence[object],
-                       multi_worker: bool = False) -> JitCompile:
-    """XLA for `setting` (auto | on | off), training in `precision` on this machine. "auto" follows the
-    measurements: float32 on a 2-core Zen 3 trained 1.15x (keras_io) to 1.48x (compact) faster with XLA; bfloat16 on
-    a 2-core Zen 4 trained 0.79x as fast with XLA (keras_io) or failed to compile (compact: "unsupported operand
-    type BF16 in op dot"), docs/benchmarks.md 6.1c. float16, every GPU set-up and multi-worker training (whose
-    all-reduce would sit inside the compiled step) are unmeasured, so they keep TensorFlow's kernels."""
+                       multi_worker: bool = False, conv_tokenizer: bool = False) -> JitCompile:
+    """XLA for `setting` (auto | on | off), training in `precision` on this machine; `conv_tokenizer`: the model
+    starts with CCT's convolutional tokenizer (`conv_tokenizer_stages` > 0). "auto" follows the measurements, each
+    with the epochs timed from the first step to the last (docs/benchmarks.md 7): float32 on a 2-core Zen 3 trained
+    a patch model (keras_io) 1.12x faster with XLA and the conv tokenizer (compact) 0.77x as fast, after 2 more
+    minutes of compilation; bfloat16 on a 2-core Zen 4 trained 0.79x as fast with XLA (keras_io) or failed to
+    compile (compact: "unsupported operand type BF16 in op dot"), 6.1c. float16, every GPU set-up and multi-worker
+    training (whose all-reduce would sit inside the compiled step) are unmeasured, so they keep TensorFlow's
+    kernels."""
     if setting != "auto":
         return JitCompile(setting == "on", f"jit_compile={setting}")
     if multi_worker:
@@ -134,6 +137,8 @@ def choose_jit_compile(setting: str, precision: Precision, gpus: Sequence[object
     if precision.name != "float32":
         return JitCompile(False, f"auto: {precision.name} on a CPU" + (
             ", where XLA was slower or failed to compile" if precision.name == "bfloat16" else ", not measured"))
+    if conv_tokenizer:
+        return JitCompile(False, "auto: a convolutional tokenizer on a CPU, where XLA was slower")
     return JitCompile(True, "auto: float32 on a CPU")
 
 
@@ -162,7 +167,8 @@ def machine_jit_compile(cfg: TrainerConfig, precision: Precision,
                         gpus: Optional[Sequence[object]] = None, multi_worker: bool = False) -> JitCompile:
     """`cfg.jit_compile` resolved on this machine, logged as `jit_compile: ...`."""
     gpus = tf.config.list_physical_devices("GPU") if gpus is None else gpus
-    choice = choose_jit_compile(cfg.jit_compile, precision, gpus, multi_worker)
+    choice = choose_jit_compile(cfg.jit_compile, precision, gpus, multi_worker,
+                                conv_tokenizer=cfg.conv_tokenizer_stages > 0)
     log.info("jit_compile: %s", choice)
     return choice
 
