@@ -93,9 +93,9 @@ def make_dataset(patterns: list[str], tft_output: tft.TFTransformOutput, cfg: Tr
     many batches is one whole pass over the examples in a new order (batches are cut before the repeat, so an
     epoch's last, partial batch never takes examples of the next). Then `fit` keeps one iterator for all its
     epochs instead of making one per epoch, and the epochs follow each other without a pause: in TensorFlow 2.16
-    deleting a used iterator waits until its tf.data autotuning thread next wakes, 10 ms x 2^k after it started (up
-    to 60 s apart), which cost 12-22 s at each epoch boundary on 5,120 CIFAR-10 images and 0-40 s at 12 of 19 in a
-    full 20-epoch run (docs/benchmarks.md 6.1d)."""
+    deleting a used iterator waits until its tf.data autotuning thread next wakes (its sleeps double from 10 ms to
+    60 s), which cost 12-24 s at each epoch boundary on 5,120 CIFAR-10 images and 0-40 s at 12 of 19 in a full
+    20-epoch run (docs/benchmarks.md 6.1d)."""
     if repeat and not training:
         raise ValueError("repeat: only the training input repeats (Keras makes a new evaluation iterator per call)")
     ds = transformed_dataset(patterns, tft_output).apply(tf.data.experimental.assert_cardinality(num_examples))
