@@ -207,7 +207,7 @@ def main(argv=None) -> int:
     tft_output = tft.TFTransformOutput(bench_data.transform_output(dataset_dir, args.work))
     train_files, eval_files = bench_data.split_files(dataset_dir, "train"), bench_data.split_files(dataset_dir, "eval")
     n_train, n_eval = inputs.count_examples(train_files), inputs.count_examples(eval_files)
-    steps = -(-n_train // cfg.batch_size)
+    steps = inputs.epoch_steps(n_train, cfg)
 
     def ours(c, jit_compile=False):
         with distribute.training_scope(c, gpus=[]):
