@@ -1,4 +1,4 @@
-"""`tokenlearner`, the command line: every subcommand's arguments and entry point, and the exit codes.
+"""`tokenlearner`, the command line: every subcommand's arguments and entry point.
 
 - app.py: the parser, logging and `main`; the `data` and `run` subcommands;
 - predict.py: `predict` (the client itself is serving_client/predict.py);
@@ -8,12 +8,10 @@
 - flops.py: `flops` (the work is in trainer/flops.py);
 - report.py: `report`, `history` and `tensorboard` (the work is in inspection/);
 - options.py: the options several subcommands share (--preset, --set, --beam-profile);
-- exit_codes.py: the exit codes, each named once;
 - console.py: the program's stderr (and its Beam workers') without TensorFlow's shutdown-time message.
 
 `main` (pyproject's `tokenlearner` entry point, also `python -m cli`) loads the parser when called: this
-file imports only trainer/__init__.py (no TensorFlow), so `cli.exit_codes` stays cheap to import for the serving
-client; that import sets TF_USE_LEGACY_KERAS before anything imports TensorFlow: TFT and TFMA only work with
+file imports only trainer/__init__.py (no TensorFlow); that import sets TF_USE_LEGACY_KERAS before anything imports TensorFlow: TFT and TFMA only work with
 Keras 2.
 """
 from __future__ import annotations
@@ -22,7 +20,7 @@ import trainer as _keras2  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anythi
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs `tokenlearner` with `argv` (default: sys.argv) and returns the exit code (exit_codes.py)."""
+    """Runs `tokenlearner` with `argv` (default: sys.argv) and returns the exit code (trainer/exit_codes.py)."""
     from cli import app
 
     return app.main(argv)

@@ -19,7 +19,7 @@ from components import images  # noqa: E402  (image decoding bounds, for the hel
 from pipeline import config as config_lib  # noqa: E402
 from cli import options  # noqa: E402
 from cli import predict  # noqa: E402  (imports TensorFlow only when a model is used)
-from cli.exit_codes import (EXIT_DRIFT, EXIT_INTERRUPTED, EXIT_NOT_PUSHED, EXIT_OK,  # noqa: E402
+from trainer.exit_codes import (EXIT_DRIFT, EXIT_INTERRUPTED, EXIT_NOT_PUSHED, EXIT_OK,  # noqa: E402
                                      EXIT_PIPELINE_FAILED, EXIT_USAGE)
 
 log = logging.getLogger("tokenlearner")

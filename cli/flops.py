@@ -9,7 +9,7 @@ import json
 
 from pipeline import config as config_lib
 from cli import options
-from cli.exit_codes import EXIT_OK
+from trainer.exit_codes import EXIT_OK
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

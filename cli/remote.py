@@ -19,7 +19,7 @@ import yaml
 from pipeline import config as config_lib
 from pipeline.config import schedule as schedule_lib
 from cli import options
-from cli.exit_codes import EXIT_OK
+from trainer.exit_codes import EXIT_OK
 from trainer.contract import DATASET_MANIFEST
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from pipeline import config as config_lib
-from cli.exit_codes import EXIT_OK, EXIT_USAGE
+from trainer.exit_codes import EXIT_OK, EXIT_USAGE
 from inspection.run_store import LATEST
 
 

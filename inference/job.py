@@ -36,7 +36,7 @@ from components.sources import DataError
 from inference import FORMATS
 from inference import handler as handler_lib
 from inference import sources
-from cli.exit_codes import EXIT_JOB_FAILED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
+from trainer.exit_codes import EXIT_JOB_FAILED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
-from cli.exit_codes import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
-from cli.exit_codes import EXIT_USAGE as EXIT_CONFIG  # bad arguments, no model, unknown model/version
+from trainer.exit_codes import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
+from trainer.exit_codes import EXIT_USAGE as EXIT_CONFIG  # bad arguments, no model, unknown model/version
 from trainer import serving_api
 from trainer.contract import CLASS_NAMES_ASSET  # written by trainer/export.py
 from trainer.features import CIFAR10_CLASSES

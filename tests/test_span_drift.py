@@ -27,7 +27,8 @@ from components.validator import (ACCEPT_DRIFT_KEY, DATA_ROOT_KEY, SPAN_IMAGE_DR
                                    TRAIN_SPANS_KEY, DataValidationError, DriftError, GatedExampleValidator,
                                    check_span_drift, drift_message, span_drift, window_spans)
 from pipeline import config as config_lib
-from cli import app, exit_codes
+from cli import app
+from trainer import exit_codes
 from tests.helpers import run_gating_validator
 from trainer import contract
 from trainer.features import CIFAR10_CLASSES

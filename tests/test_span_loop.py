@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.exit_codes import EXIT_DRIFT, EXIT_OK
+from trainer.exit_codes import EXIT_DRIFT, EXIT_OK
 from tests.helpers import CLASSES, TINY_RUN_LIMIT, run_cli, run_cli_in_process, write_cifar_spans
 
 pytestmark = pytest.mark.slow

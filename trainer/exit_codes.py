@@ -1,4 +1,6 @@
-"""Exit codes of `tokenlearner`, for scripts: each value is named once, here (README's CLI section lists them).
+"""Exit codes of `tokenlearner` and `python -m trainer.worker`, for scripts: each value is named once, here (README's
+CLI section lists them). They sit at the bottom of the layers, without imports, so the CLI, the serving client, batch
+inference and the worker use them without importing each other.
 
 Shared by every subcommand:
   0    EXIT_OK           done (`run`: a model was pushed; `predict`: every file was classified)
@@ -22,7 +24,6 @@ Only `run`:
                              one before it beyond span_label_drift / span_image_drift (one line names both spans, the
                              feature and its distance; `--set accept_drift=true` trains on it anyway)
 
-No imports: the serving client (serving_client/predict.py) uses these without loading the CLI.
 """
 EXIT_OK = 0
 EXIT_USAGE = 2
