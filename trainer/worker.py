@@ -25,7 +25,7 @@ import sys
 import traceback
 from typing import Any, Optional, Sequence
 
-from cli.exit_codes import EXIT_OK, EXIT_TRAINING_FAILED, EXIT_USAGE
+from trainer.exit_codes import EXIT_OK, EXIT_TRAINING_FAILED, EXIT_USAGE
 
 # Fields of tfx.components.FnArgs that run_fn reads and that JSON can carry (data_accessor is an object).
 FN_ARGS_FIELDS = ("working_dir", "train_files", "eval_files", "train_steps", "eval_steps", "schema_path",
