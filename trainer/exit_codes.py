@@ -23,7 +23,6 @@ Only `run`:
   4    EXIT_DRIFT            stopped before anything trained: the newest span of the training window differs from the
                              one before it beyond span_label_drift / span_image_drift (one line names both spans, the
                              feature and its distance; `--set accept_drift=true` trains on it anyway)
-
 """
 EXIT_OK = 0
 EXIT_USAGE = 2
