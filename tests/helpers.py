@@ -4,15 +4,19 @@ datasets that are not CIFAR-10 as image folders (scikit-learn's digits; a 3-clas
 sizes)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import io
 import os
 import pickle
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -147,10 +151,46 @@ def docker_build_sources(dest: Path) -> Path:
     return dest
 
 
-def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
-    """`tokenlearner ARGS` in a fresh interpreter, as a user runs it; stdout and stderr merged, as on a console."""
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 1800, kill_when: str | None = None,
+            log: Path | None = None) -> subprocess.CompletedProcess:
+    """`tokenlearner ARGS` in a fresh interpreter, as a user runs it; stdout and stderr merged, as on a console.
+    With `kill_when`, SIGKILLs its whole process group (Beam workers included) as soon as a line of its output
+    matches that regex: the crash of a machine at that point; the returncode is then -9. With `log`, appends the
+    command and its output to that file. Past `timeout` seconds the group is killed and TimeoutExpired raised: a
+    guard against a hang, not a measurement."""
+    proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    timed_out = threading.Event()
+
+    def kill(event: threading.Event | None = None) -> None:
+        if event is not None:
+            event.set()
+        with contextlib.suppress(ProcessLookupError):  # the group already gone
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    # Reading the output blocks; the timer kills the group of a command that hangs without printing anything.
+    watchdog = threading.Timer(timeout, kill, (timed_out,))
+    watchdog.start()
+    lines: list[str] = []
+    killed = False
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if kill_when and re.search(kill_when, line):
+                kill()
+                killed = True
+                break
+        rc = proc.wait()
+    finally:
+        watchdog.cancel()
+    out = "".join(lines)
+    if log is not None:
+        with open(log, "a") as f:
+            f.write(f"\n$ tokenlearner {' '.join(args)}\n{out}")
+    if timed_out.is_set():
+        raise subprocess.TimeoutExpired(proc.args, timeout, output=out)
+    return subprocess.CompletedProcess(proc.args, -9 if killed and rc < 0 else rc, stdout=out)
 
 
 def run_cli_in_process(args: list[str]) -> subprocess.CompletedProcess:

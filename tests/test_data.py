@@ -306,9 +306,10 @@ def special_images() -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def mixed_folder(tmp_path_factory) -> Path:
+def every_kind_folder(tmp_path_factory) -> Path:
     """train/<class>/ for 3 classes, no test/: every kind of MIXED_KINDS in each, apple's special images in a
-    sub-folder, and a README among kiwi's images."""
+    sub-folder, and a README among kiwi's images. Not conftest's `mixed_folder` (the shared mixed run's data, built
+    by helpers.write_mixed_folder): this one holds the images whose stored pixels the tests here know."""
     root = tmp_path_factory.mktemp("mixed")
     for c, name in enumerate(MIXED_FOLDERS):
         folder = root / "train" / name
@@ -336,9 +337,9 @@ def stored(dataset: Path) -> dict[str, list[tuple[Image.Image, int]]]:
     return out
 
 
-def test_a_mixed_folder_becomes_rgb_pngs_with_a_held_out_test_split(mixed_folder, tmp_path, caplog):
+def test_a_mixed_folder_becomes_rgb_pngs_with_a_held_out_test_split(every_kind_folder, tmp_path, caplog):
     caplog.set_level("WARNING", logger="components")
-    dataset = ingest.prepare(str(mixed_folder), tmp_path / "out")
+    dataset = ingest.prepare(str(every_kind_folder), tmp_path / "out")
     manifest = datasets.load_manifest(dataset)
     assert dataset.name.startswith("images-folder-") and dataset.name.endswith("-all")
     assert manifest["class_names"] == ["apple", "fig", "kiwi"] and manifest["num_classes"] == 3
@@ -373,17 +374,17 @@ def test_held_out_test_images_are_evenly_spread_in_exact_arithmetic():
     assert [it.ref for it in test if it.label == 1] == [f"1/{i}" for i in range(0, 31, 4)]
 
 
-def test_images_above_max_decode_pixels_are_downscaled_or_refused_under_strict(mixed_folder, tmp_path):
-    dataset = ingest.prepare(str(mixed_folder), tmp_path / "out", max_decode_pixels=600 * 450)
+def test_images_above_max_decode_pixels_are_downscaled_or_refused_under_strict(every_kind_folder, tmp_path):
+    dataset = ingest.prepare(str(every_kind_folder), tmp_path / "out", max_decode_pixels=600 * 450)
     assert dataset.name.endswith("-all-px270000")
     assert datasets.load_manifest(dataset)["downscaled_images"] == 3  # each class's 1600x1200 JPEG
     sizes = {image.size for split in stored(dataset).values() for image, _ in split}
     assert (600, 450) in sizes and max(w * h for w, h in sizes) <= 600 * 450
     expect_error(r"/(apple|fig|kiwi)/0000.jpg: 1600x1200 = 1,920,000 pixels, more than max_decode_pixels "
-                 r"\(270,000\); --strict refuses it", str(mixed_folder), tmp_path / "strict",
+                 r"\(270,000\); --strict refuses it", str(every_kind_folder), tmp_path / "strict",
                  max_decode_pixels=600 * 450, strict=True)
     # Nor is the downscaled dataset reused under --strict.
-    expect_error("downscaled to max_decode_pixels, which --strict refuses", str(mixed_folder), tmp_path / "out",
+    expect_error("downscaled to max_decode_pixels, which --strict refuses", str(every_kind_folder), tmp_path / "out",
                  max_decode_pixels=600 * 450, strict=True)
 
 
@@ -561,10 +562,10 @@ def test_broken_tfrecords_name_the_file_and_record(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ settings
 
-def test_the_data_command_passes_its_settings(mixed_folder, tmp_path, capsys):
+def test_the_data_command_passes_its_settings(every_kind_folder, tmp_path, capsys):
     import cli
 
-    assert cli.main(["data", "--data", str(mixed_folder), "--out", str(tmp_path / "out"), "--test-fraction",
+    assert cli.main(["data", "--data", str(every_kind_folder), "--out", str(tmp_path / "out"), "--test-fraction",
                      "0.25", "--min-images-per-class", "5", "--skip-unreadable"]) == 0
     dataset = Path(capsys.readouterr().out.strip())
     assert dataset.name.endswith("-all-tf0.25")
@@ -573,7 +574,7 @@ def test_the_data_command_passes_its_settings(mixed_folder, tmp_path, capsys):
     for flag, value, match in [("--test-fraction", "1", "--test-fraction must be between 0 and 1"),
                                ("--max-decode-pixels", "0", "--max-decode-pixels must be a positive number"),
                                ("--min-images-per-class", "0", "--min-images-per-class must be at least 1")]:
-        assert cli.main(["data", "--data", str(mixed_folder), "--out", str(tmp_path / "bad"), flag, value]) == 2
+        assert cli.main(["data", "--data", str(every_kind_folder), "--out", str(tmp_path / "bad"), flag, value]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and match in err[0], err
     assert not (tmp_path / "bad").exists()

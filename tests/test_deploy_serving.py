@@ -13,8 +13,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 from tensorflow_serving.config import model_server_config_pb2
 
 from pipeline.config import PipelineConfig
+from tests.helpers import REPO
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "serving"
+DEPLOY = REPO / "deploy" / "serving"
 K8S_VERSION = "1.30"  # the oldest Kubernetes these manifests are meant for (autoscaling/v2, policy/v1)
 CONFIG_MOUNT = "/config"
 MODELS_MOUNT = "/models"

@@ -8,47 +8,20 @@ from __future__ import annotations
 import csv
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import tensorflow as tf
 
 from components import ingest
+from tests.helpers import run_cli
 from trainer.contract import EPOCH_TIMES_FILE
 
-REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "cli"]
 SECRET = "s3cr3t-Do-Not-Log-7f1e"  # a fake credential the runs get in their environment
 
 
 def _env():
     return {**os.environ, "TOKENLEARNER_MLMD_PASSWORD": SECRET, "PYTHONUNBUFFERED": "1"}
-
-
-def run_cli(args, log: Path, kill_when: str | None = None, timeout: float = 1500) -> tuple[int, str]:
-    """Runs `tokenlearner ARGS`, appending its output to `log`; with `kill_when`, SIGKILLs the whole process
-    group (Beam workers included) as soon as a line matches that regex. Returns (exit code or -9, output)."""
-    proc = subprocess.Popen(CLI + args, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    lines, deadline = [], time.time() + timeout
-    for line in proc.stdout:
-        lines.append(line)
-        if kill_when and re.search(kill_when, line):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            break
-        if time.time() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise TimeoutError(f"tokenlearner {' '.join(args)} ran over {timeout} s")
-    rc = proc.wait()
-    out = "".join(lines)
-    with open(log, "a") as f:
-        f.write(f"\n$ tokenlearner {' '.join(args)}\n{out}")
-    return (-9 if kill_when and rc < 0 else rc), out
 
 
 def row(table: str, component: str) -> str:
@@ -75,7 +48,7 @@ def test_crash_resume_and_regression_gate(dataset, tmp_path):
             "--set", "warm_start=off"]
 
     # 1. SIGKILL while Transform runs.
-    rc, _ = run_cli(base, log, kill_when=r"Component Transform is running")
+    rc = run_cli(base, env=_env(), log=log, kill_when=r"Component Transform is running").returncode
     assert rc == -9 and versions(out) == []
 
     # 2. The re-run takes the finished components from the cache and runs Transform to its end; it is SIGKILLed after
@@ -84,7 +57,8 @@ def test_crash_resume_and_regression_gate(dataset, tmp_path):
     # A learning rate 5x the tiny preset's: 4 epochs of ~5 steps then leave the model clearly above the initial
     # weights, which step 3's candidate is (at 1e-3 the 4-epoch model was once at 13.7% against the initial 14.3%).
     four = base + ["--set", "epochs=4", "--set", "learning_rate=0.005"]
-    rc, killed = run_cli(four, log, kill_when=r"epoch 2/4 done")
+    proc = run_cli(four, env=_env(), log=log, kill_when=r"epoch 2/4 done")
+    rc, killed = proc.returncode, proc.stdout
     assert rc == -9 and "Epoch 1/4" in killed
     progress = re.findall(r"^\S+ I absl: (Component \w+ is \w+|A cached execution) ?", killed, flags=re.M)
     for component in ("ImportExampleGen", "StatisticsGen", "ExampleValidator"):
@@ -92,7 +66,8 @@ def test_crash_resume_and_regression_gate(dataset, tmp_path):
         assert progress[at + 1:at + 3] == ["A cached execution", f"Component {component} is finished"], killed
     at = progress.index("Component Transform is running")
     assert progress[at + 1:at + 2] != ["A cached execution"], killed  # it ran, to its end: the Trainer started
-    rc, table = run_cli(four, log)
+    proc = run_cli(four, env=_env(), log=log)
+    rc, table = proc.returncode, proc.stdout
     assert rc == 0, table
     assert "resuming from the epoch checkpoint" in table
     epochs_trained = re.findall(r"^Epoch (\d)/4", table, flags=re.M)
@@ -111,8 +86,9 @@ def test_crash_resume_and_regression_gate(dataset, tmp_path):
     # 3. A worse candidate (learning rate 1e-9: in effect the initial weights, so one epoch is as good as four)
     # against the blessed 4-epoch model.
     before = versions(out)
-    rc, table = run_cli(base + ["--set", "epochs=1", "--set", "learning_rate=1e-9", "--set",
-                                "regression_tolerance=0.01"], log)
+    proc = run_cli(base + ["--set", "epochs=1", "--set", "learning_rate=1e-9", "--set", "regression_tolerance=0.01"],
+                   env=_env(), log=log)
+    rc, table = proc.returncode, proc.stdout
     assert rc == 3, table
     assert "NOT blessed" in row(table, "Evaluator") and "not pushed" in row(table, "Pusher")
     reason = re.search(r"not pushed: (.*)", table).group(1)
@@ -149,8 +125,9 @@ def _copy_dataset(dataset: Path, dest: Path) -> Path:
 def run_failing(data: Path, tmp_path: Path, expected_rc: int) -> tuple[str, str, Path]:
     """Runs the tiny pipeline on bad data; returns (the one error line, the whole output, the output folder)."""
     out = tmp_path / "out"
-    rc, output = run_cli(["run", "--data", str(data), "--preset", "tiny", "--output", str(out),
-                          "--set", "beam_workers=1"], tmp_path / "log")
+    proc = run_cli(["run", "--data", str(data), "--preset", "tiny", "--output", str(out), "--set", "beam_workers=1"],
+                   env=_env(), log=tmp_path / "log")
+    rc, output = proc.returncode, proc.stdout
     assert rc == expected_rc, output
     errors = [line for line in output.splitlines() if line.startswith("tokenlearner: error:")]
     assert len(errors) == 1, output

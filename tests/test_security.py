@@ -18,11 +18,6 @@ from tests.helpers import REPO, make_tar, write_official
 from tests.hostile_data import PAYLOADS, Reducer, hostile_batch, write_official_py2
 
 
-def run_cli(argv, capsys) -> tuple[int, list[str]]:
-    rc = cli.main(argv)
-    return rc, capsys.readouterr().err.strip().splitlines()
-
-
 # ------------------------------------------------------------------------------------ no code from data
 
 def test_a_hostile_batch_would_run_code_through_plain_pickle(tmp_path):
@@ -40,7 +35,8 @@ def test_hostile_batches_are_refused_in_one_line_and_run_nothing(payload, form, 
     (folder / "data_batch_1").write_bytes(hostile_batch(PAYLOADS[payload](marker)))
     source = make_tar(folder, tmp_path / "cifar-10-python.tar.gz", arcname=folder.name) if form == "archive" \
         else folder.parent
-    rc, err = run_cli(["data", "--data", str(source), "--out", str(tmp_path / "out")], capsys)
+    rc = cli.main(["data", "--data", str(source), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1, err
     # protocol 2 writes Python 2 module names (fix_imports): builtins -> __builtin__, subprocess -> commands
     refused = {"os.system": "posix.system", "builtins.exec": "__builtin__.exec", "subprocess.call": "commands.call"}
@@ -100,7 +96,8 @@ def _unofficial_archive(tmp_path) -> Path:
 def test_strict_refuses_what_is_not_the_official_release(form, tmp_path, capsys):
     archive = _unofficial_archive(tmp_path)
     source = archive if form == "archive" else tmp_path / "src"
-    rc, err = run_cli(["data", "--data", str(source), "--out", str(tmp_path / "out"), "--strict"], capsys)
+    rc = cli.main(["data", "--data", str(source), "--out", str(tmp_path / "out"), "--strict"])
+    err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and str(source) in err[0] and "--strict accepts only the official" in err[0]
     assert not (tmp_path / "out").exists()
 

@@ -31,7 +31,7 @@ import cli
 from serving_client import predict
 from tests import image_bombs
 from tests import tf_serving_emulation as tests_emulation
-from tests.helpers import SHARED_CIFAR, png_bytes, random_images
+from tests.helpers import REPO, SHARED_CIFAR, png_bytes, random_images
 from tests.tf_serving_emulation import EmulatedServer, ServingError, grpc_predict, rest_predict
 from trainer import export, serving_api
 
@@ -422,7 +422,6 @@ def test_cli_requires_exactly_one_target(image_dir):
 # ------------------------------------------------------------------------------ TF Serving's answers, as it gives them
 # The texts and codes below are TF Serving 2.16.1's (the emulator cites the source file of each).
 
-REPO = Path(__file__).resolve().parents[1]
 BATCHING_PARAMETERS = REPO / "deploy" / "serving" / "batching_parameters.txt"
 
 
