@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 
 import pytest
 
@@ -81,10 +82,15 @@ def test_cli_reports_bad_input_in_one_line_and_writes_nothing(tmp_path, capsys):
 
 
 def test_cli_help_lists_subcommands(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         cli.main(["--help"])
+    assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "data" in out and "run" in out
+    assert out.splitlines()[0] == "usage: tokenlearner [-h] [-q | -v]"
+    listed = re.search(r"^\s+\{([a-z,]+)\}$", out, flags=re.M)
+    assert listed, out
+    assert {"data", "run", "predict", "infer", "compile", "submit", "flops", "report", "history",
+            "tensorboard"} <= set(listed.group(1).split(",")), listed.group(1)
 
 
 # ---- settings the dataset decides (issue 25): input size, class list, blessing floor, label drift --------------

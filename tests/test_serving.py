@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import time
 import socket
 import urllib.error
 import urllib.request
@@ -386,14 +385,12 @@ def test_with_retries_backs_off_exponentially():
 
 
 @pytest.mark.parametrize("flag", ["--rest", "--grpc"])
-def test_unreachable_server_exits_3_quickly(flag, image_dir, capsys):
+def test_unreachable_server_exits_3(flag, image_dir, capsys):
+    """The exit code and the line; how long it takes is bench/fail_fast.py's to measure (docs/benchmarks.md)."""
     port = _closed_port()
     address = f"http://127.0.0.1:{port}" if flag == "--rest" else f"127.0.0.1:{port}"
-    start = time.monotonic()
     code = cli.main(["predict", flag, address, "--timeout", "2", "--retries", "1", str(image_dir)])
-    elapsed = time.monotonic() - start
     assert code == predict.EXIT_UNREACHABLE == 3
-    assert elapsed < 10, elapsed
     err = capsys.readouterr().err
     assert "unreachable or failing after 2 attempt(s)" in err
 
@@ -411,12 +408,17 @@ def test_usage_errors_exit_2(argv, exported_model, image_dir, capsys):
     assert capsys.readouterr().err.startswith("tokenlearner: error:")
 
 
-def test_cli_requires_exactly_one_target(image_dir):
+@pytest.mark.parametrize("target, error", [
+    ([], "one of the arguments --model --rest --grpc is required"),
+    (["--rest", "http://h:1", "--grpc", "h:1"], "argument --grpc: not allowed with argument --rest"),
+])
+def test_cli_requires_exactly_one_target(target, error, image_dir, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["predict", str(image_dir)])
-    assert exit_info.value.code == 2
-    with pytest.raises(SystemExit):
-        cli.main(["predict", "--rest", "http://h:1", "--grpc", "h:1", str(image_dir)])
+        cli.main(["predict", *target, str(image_dir)])
+    assert exit_info.value.code == 2  # argparse's usage error: EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("usage: tokenlearner predict "), err
+    assert err.splitlines()[-1] == f"tokenlearner predict: error: {error}", err
 
 
 # ------------------------------------------------------------------------------ TF Serving's answers, as it gives them
