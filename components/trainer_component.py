@@ -3,19 +3,46 @@ training job.
 
 `create_pipeline` calls `trainer_component` like the Trainer constructor; only this function looks at
 `config.vertex.training`, so the graph itself has no per-platform branches.
+
+`config` is the pipeline's PipelineConfig (pipeline/config/), described here by the fields this module reads
+(`TrainerPlacement`) instead of imported: components/ sits below pipeline/, and pipeline/config imports
+components/schema.py (tests/test_layout.py). A type checker matches PipelineConfig against it at the call site.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from tfx import v1 as tfx
-
-from pipeline.config import PipelineConfig
 
 cloud = tfx.extensions.google_cloud_ai_platform
 
 
-def vertex_training_args(config: PipelineConfig) -> dict[str, Any]:
+class VertexTraining(Protocol):
+    """What this module reads of pipeline/config/vertex.py's VertexConfig (read-only, as that dataclass is frozen)."""
+
+    @property
+    def training(self) -> bool: ...
+    @property
+    def project(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def service_account(self) -> str: ...
+    @property
+    def label_dict(self) -> dict[str, str]: ...
+    def worker_pools(self) -> list[tuple[int, dict[str, object]]]: ...
+
+
+class TrainerPlacement(Protocol):
+    """What this module reads of the pipeline's PipelineConfig: the image every replica runs and the Vertex section."""
+
+    @property
+    def image(self) -> str: ...
+    @property
+    def vertex(self) -> VertexTraining: ...
+
+
+def vertex_training_args(config: TrainerPlacement) -> dict[str, Any]:
     """The CustomJob the TFX extension submits: its worker pools (`config.vertex.worker_pools()`: the chief alone,
     or the chief and `trainer_workers - 1` workers), each running the pipeline image.
 
@@ -31,7 +58,7 @@ def vertex_training_args(config: PipelineConfig) -> dict[str, Any]:
     return {"project": config.vertex.project, "job_spec": job_spec, "labels": config.vertex.label_dict}
 
 
-def trainer_component(config: PipelineConfig, *, custom_config: dict[str, Any],
+def trainer_component(config: TrainerPlacement, *, custom_config: dict[str, Any],
                       **kwargs: Any) -> tfx.components.Trainer:
     """A Trainer with `kwargs` (run_fn, channels, args) and `custom_config`; on Vertex training the extension's
     Trainer, whose custom_config also carries the training job."""

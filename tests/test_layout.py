@@ -1,5 +1,5 @@
-"""The layout's rules, read from the source with `ast` (nothing is imported): no import cycle among the project's
-modules, the Trainer's entry module imported only by the Trainer (through its path string) and tests, the
+"""The layout's rules, read from the source with `ast` (nothing is imported): each package imports only the packages
+below it (`ROOMS`), no import cycle among the project's packages or its modules, the Trainer's entry module imported only by the Trainer (through its path string) and tests, the
 graph <-> trainer contract free of TensorFlow, `pipeline/` holding the graph, its runners and settings only, and the
 README's Layout table naming every module."""
 from __future__ import annotations
@@ -15,6 +15,18 @@ from tests.helpers import REPO, pyproject_packages
 
 PACKAGES = tuple(sorted({name.split(".")[0] for name in pyproject_packages()}))  # the project's top-level packages
 TRAINER_ENTRY = "trainer.run"
+# The layers, bottom to top: a package imports only packages of a lower room; the packages of one room are peers that
+# never import each other. trainer/ holds the graph <-> trainer contract, the exit codes and the model; components/
+# the custom TFX components and the data they read and write; pipeline/ the graph, its runners and its settings;
+# the room above uses those, each for one job; cli/ wires them into `tokenlearner`. bench/ and tests/ are outside
+# the rooms: they may import anything.
+ROOMS: tuple[frozenset[str], ...] = (
+    frozenset({"trainer"}),
+    frozenset({"components"}),
+    frozenset({"pipeline"}),
+    frozenset({"inspection", "inference", "submission", "serving_client"}),
+    frozenset({"cli"}),
+)
 
 
 def _module_name(path) -> str:
@@ -77,6 +89,58 @@ def test_no_import_cycle_among_the_project_modules():
     assert sum(map(len, graph.values())) > 50, "the import graph is suspiciously small"
     cycle = _cycle(graph)
     assert not cycle, f"import cycle: {' -> '.join(cycle)}"
+
+
+def _package_imports(modules: dict[str, object]) -> dict[tuple[str, str], list[str]]:
+    """(importing package, imported package) -> the module imports behind it, `a.b -> c.d`, for every pair of
+    different top-level packages."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for name, path in modules.items():
+        for target in sorted(_imports(path, name, modules)):
+            pair = (name.split(".")[0], target.split(".")[0])
+            if pair[0] != pair[1]:
+                edges.setdefault(pair, []).append(f"{name} -> {target}")
+    return edges
+
+
+def _room(package: str) -> int:
+    return next(level for level, room in enumerate(ROOMS) if package in room)
+
+
+def _against_the_layers(edges: dict[tuple[str, str], list[str]]) -> list[str]:
+    """The imports of a package by one in the same room or a lower one, each with the module imports behind it."""
+    return [f"{importer} imports {imported} ({', '.join(why)})" for (importer, imported), why in sorted(edges.items())
+            if _room(imported) >= _room(importer)]
+
+
+def test_every_package_has_a_room():
+    placed = sorted(package for room in ROOMS for package in room)
+    assert placed == sorted(PACKAGES), "place each top-level package in ROOMS (tests/test_layout.py)"
+
+
+def test_packages_import_only_the_packages_below_them():
+    edges = _package_imports(_project_modules())
+    assert ("cli", "trainer") in edges and ("pipeline", "components") in edges, sorted(edges)  # the graph was read
+    assert _against_the_layers(edges) == []
+
+
+def test_no_import_cycle_among_the_packages():
+    graph: dict[str, set[str]] = {package: set() for package in PACKAGES}
+    for importer, imported in _package_imports(_project_modules()):
+        graph[importer].add(imported)
+    cycle = _cycle(graph)
+    assert not cycle, f"package import cycle: {' -> '.join(cycle)}"
+
+
+def test_the_layer_rule_refuses_upward_and_sideways_imports():
+    edges = {("cli", "trainer"): ["cli.app -> trainer.exit_codes"],
+             ("trainer", "cli"): ["trainer.worker -> cli.exit_codes"],
+             ("inference", "serving_client"): ["inference.handler -> serving_client.predict"],
+             ("components", "pipeline"): ["components.x -> pipeline.config"]}
+    assert _against_the_layers(edges) == [
+        "components imports pipeline (components.x -> pipeline.config)",
+        "inference imports serving_client (inference.handler -> serving_client.predict)",
+        "trainer imports cli (trainer.worker -> cli.exit_codes)"]
 
 
 def test_the_cycle_finder_finds_a_cycle():
