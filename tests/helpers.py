@@ -30,6 +30,28 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 T = TypeVar("T")
 
 
+def free_port() -> int:
+    """A loopback port that nothing listens on and that no other process is handed before a server binds it.
+
+    A port taken from bind(0) and closed again can be handed to the next bind(0) anywhere on the machine (another
+    xdist worker's server) before ours binds it. Here the port is left in TIME_WAIT instead: one connection to it,
+    closed from its side first. The kernel hands a TIME_WAIT port to no bind(0) for about a minute, while a server
+    that sets SO_REUSEADDR, as gRPC (TensorFlow's workers, TF Serving), MariaDB and chromedriver do, binds it at
+    once. A client that connects meanwhile is refused: the port is also a closed one."""
+    import socket
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # the side that closes first keeps the TIME_WAIT: this port
+            client.recv(1)  # the close has arrived: our side's close completes the handshake
+    return port
+
+
 # ------------------------------------------------------------------------ session fixtures built once per test run
 
 def built_once(tmp_path_factory, name: str, build: Callable[[Path], T]) -> T:
@@ -327,7 +349,8 @@ def write_cifar_spans(archive: Path, dest: Path, spans: dict[str, dict[str, dict
     return {span: dest / span for span in spans}
 
 
-def serving_default_probabilities(model_dir: Path, files: list[Path], batch: int = 64) -> dict[str, np.ndarray]:
+def serving_default_probabilities(model_dir: str | Path, files: list[Path],
+                                  batch: int = 64) -> dict[str, np.ndarray]:
     """file -> probabilities, from the SavedModel's serving_default (a version folder) called directly on the files'
     bytes: the reference batch inference is checked against."""
     import tensorflow as tf
@@ -489,14 +512,15 @@ def write_mixed_folder(root: Path) -> Path:
 
 
 def run_gating_validator(tmp_path: Path, splits: dict[str, list[bytes]], schema_text: str,
-                         exec_properties: dict | None = None) -> None:
+                         exec_properties: dict | None = None) -> dict:
     """components/validator.GatingExecutor on real artifacts: each split's serialized tf.Examples -> TFDV statistics
     (as StatisticsGen computes them with the schema: `label` is categorical, so it gets a class histogram), the
-    schema, then the executor with `exec_properties` (the label drift threshold, the span drift settings)."""
+    schema, then the executor with `exec_properties` (the label drift threshold, the span drift settings). Returns
+    what it recorded: {split: the Anomalies proto it wrote to the ExampleAnomalies artifact}."""
     import tensorflow as tf
     import tensorflow_data_validation as tfdv
     from google.protobuf import text_format
-    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
     from tfx.types import artifact_utils, standard_artifacts
 
     from components.validator import GatingExecutor
@@ -523,3 +547,8 @@ def run_gating_validator(tmp_path: Path, splits: dict[str, list[bytes]], schema_
     anomalies.uri = str(tmp_path / "anomalies")
     GatingExecutor().Do({"statistics": [stats], "schema": [schema]}, {"anomalies": [anomalies]},
                         {"exclude_splits": "[]", **(exec_properties or {})})
+    recorded = {}
+    for split in splits:
+        (written,) = (tmp_path / "anomalies" / f"Split-{split}").iterdir()
+        recorded[split] = anomalies_pb2.Anomalies.FromString(written.read_bytes())
+    return recorded

@@ -29,15 +29,31 @@ def balanced(n=100, classes=10):
 
 
 def validate(tmp_path, splits: dict[str, list[bytes]], schema_text: str | None = None,
-             label_drift_threshold: float | None = None):
+             label_drift_threshold: float | None = None) -> dict:
     """Statistics per split (TFDV, as StatisticsGen computes them), then the executor, with real artifacts.
-    schema_text: the curated schema by default; label_drift_threshold: the execution parameter (None: not set)."""
-    run_gating_validator(tmp_path, splits, schema_text or open(SCHEMA_FILE).read(),
-                         {LABEL_DRIFT_THRESHOLD_KEY: label_drift_threshold})
+    schema_text: the curated schema by default; label_drift_threshold: the execution parameter (None: not set).
+    Returns the Anomalies the executor recorded per split."""
+    return run_gating_validator(tmp_path, splits, schema_text or open(SCHEMA_FILE).read(),
+                                {LABEL_DRIFT_THRESHOLD_KEY: label_drift_threshold})
+
+
+def passed_with_label_drift(recorded: dict) -> dict[str, tuple[float, float]]:
+    """Asserts that no split has an anomaly; returns {split: (L-infinity distance of its class shares from train's,
+    the threshold it was held to)} for every split the label drift comparator measured."""
+    drift = {}
+    for split, anomalies in recorded.items():
+        assert not anomalies.anomaly_info and not anomalies.HasField("dataset_anomaly_info"), (split, anomalies)
+        for info in anomalies.drift_skew_info:
+            if list(info.path.step) == ["label"]:
+                (measured,) = info.drift_measurements
+                drift[split] = (pytest.approx(measured.value, abs=1e-6), pytest.approx(measured.threshold))
+    return drift
 
 
 def test_clean_data_passes(tmp_path):
-    validate(tmp_path, {"train": balanced(), "test": balanced(50)})
+    recorded = validate(tmp_path, {"train": balanced(), "test": balanced(50)})
+    # Both splits at 0.1 a class: distance 0 from train's shares, held to the schema's 0.05 (train to itself too).
+    assert passed_with_label_drift(recorded) == {"train": (0.0, 0.05), "test": (0.0, 0.05)}
 
 
 @pytest.mark.parametrize("bad_records, match", [
@@ -68,7 +84,8 @@ def test_label_drift_is_judged_with_the_runs_threshold(tmp_path):
         validate(tmp_path / "default", {"train": balanced(), "test": _drifted()})  # the schema's 0.05
     with pytest.raises(DataValidationError, match=r"split 'test': feature 'label': .*threshold 0.08"):
         validate(tmp_path / "tight", {"train": balanced(), "test": _drifted()}, label_drift_threshold=0.08)
-    validate(tmp_path / "loose", {"train": balanced(), "test": _drifted()}, label_drift_threshold=0.15)
+    loose = validate(tmp_path / "loose", {"train": balanced(), "test": _drifted()}, label_drift_threshold=0.15)
+    assert passed_with_label_drift(loose)["test"] == (0.1, 0.15)  # _drifted's 0.1, under the run's threshold
 
 
 def test_an_imbalanced_dataset_is_compared_with_its_own_training_split(tmp_path):
@@ -77,14 +94,17 @@ def test_an_imbalanced_dataset_is_compared_with_its_own_training_split(tmp_path)
     shares = [0] * 6 + [1] * 3 + [2]
     imbalanced = [example(label=shares[i % 10]) for i in range(200)]
     three = schema_lib.dataset_schema_text(3)
-    validate(tmp_path / "same", {"train": imbalanced, "test": imbalanced[:50]}, schema_text=three)
+    same = validate(tmp_path / "same", {"train": imbalanced, "test": imbalanced[:50]}, schema_text=three)
+    assert passed_with_label_drift(same)["test"] == (0.0, 0.05)  # 30/15/5 of 50: train's 60/30/10 %
     with pytest.raises(DataValidationError, match=r"split 'test': feature 'label'"):
         validate(tmp_path / "balanced", {"train": imbalanced, "test": balanced(60, classes=3)}, schema_text=three)
 
 
 def test_the_label_domain_is_the_datasets_class_count(tmp_path):
     three = schema_lib.dataset_schema_text(3)
-    validate(tmp_path / "ok", {"train": balanced(90, classes=3), "test": balanced(30, classes=3)}, schema_text=three)
+    ok = validate(tmp_path / "ok", {"train": balanced(90, classes=3), "test": balanced(30, classes=3)},
+                  schema_text=three)
+    assert passed_with_label_drift(ok)["test"] == (0.0, 0.05)  # labels 0..2 in a domain of 3: no anomaly
     with pytest.raises(DataValidationError, match=r"split 'train': feature 'label': Unexpectedly large value: 3"):
         validate(tmp_path / "bad", {"train": balanced(90, classes=3) + [example(label=3)],
                                     "test": balanced(30, classes=3)}, schema_text=three)
