@@ -22,11 +22,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from components.sources import DataError
+# The file names ingestion takes as images in class folders (other files there are skipped with a warning): one
+# definition in trainer/, since `predict FOLDER` and `infer` search folders for the same names.
+from trainer.model_files import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS
 
 FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "WEBP", "TIFF", "PPM")  # Pillow's decoders (JPEG opens MPO too)
-# File names ingestion takes as images in class folders; other files there are skipped with a warning.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff",
-                    ".ppm", ".pgm", ".pbm", ".pnm")
 BACKGROUND = (255, 255, 255)  # what transparent pixels become: white
 BOMB_FACTOR = 8  # declared pixels above BOMB_FACTOR x max_pixels: refused (the default: 134 MP, e.g. 11585x11585)
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")

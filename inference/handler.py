@@ -20,7 +20,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from trainer import serving_api
+from trainer import model_files, serving_api
 from trainer.contract import CLASS_NAMES_ASSET
 
 METRICS_NAMESPACE = "tokenlearner_infer"  # RunInference's counters and distributions (num_inferences, ...)
@@ -97,30 +97,19 @@ class ServingSignatureHandler(ModelHandler[bytes, PredictionResult, Any]):
 
 def resolve(model: str, version: Optional[int] = None) -> str:
     """A SavedModel version folder, or a model base folder (its highest numbered version, or `version`), local or on
-    an object store -> the version folder. Local paths follow `tokenlearner predict --model` exactly
-    (serving_client.predict.resolve_model_dir)."""
-    if "://" not in model:
-        from serving_client.predict import PredictError, resolve_model_dir
+    an object store -> the version folder; the choice is trainer.model_files', which `predict --model` makes too."""
+    try:
+        if "://" not in model:
+            return str(model_files.resolve_local_model_dir(model, version))
+        from apache_beam.io.filesystems import FileSystems
 
-        try:
-            return str(resolve_model_dir(model, version))
-        except PredictError as e:
-            raise ModelError(str(e)) from None
-    from apache_beam.io.filesystems import FileSystems
-
-    base = model.rstrip("/")
-    if version is None and FileSystems.exists(f"{base}/saved_model.pb"):
-        return base
-    found = FileSystems.match([f"{base}/*/saved_model.pb"])[0].metadata_list
-    versions = sorted(int(v) for v in (m.path[len(base) + 1:].split("/")[0] for m in found) if v.isdigit())
-    if version is not None:
-        if version not in versions:
-            raise ModelError(f"--model {model}: no version {version}; found versions {versions}")
-        return f"{base}/{version}"
-    if not versions:
-        raise ModelError(f"--model {model}: expected a SavedModel folder (with saved_model.pb) or a model base "
-                         f"folder with numbered versions (<base>/<version>/saved_model.pb); found neither")
-    return f"{base}/{versions[-1]}"
+        base = model.rstrip("/")
+        found = FileSystems.match([f"{base}/*/{model_files.SAVED_MODEL_FILE}"])[0].metadata_list
+        versions = [int(v) for v in (m.path[len(base) + 1:].split("/")[0] for m in found) if v.isdigit()]
+        is_saved_model = FileSystems.exists(f"{base}/{model_files.SAVED_MODEL_FILE}")
+        return model_files.choose_version(base, is_saved_model, versions, version)
+    except model_files.ModelDirError as e:
+        raise ModelError(str(e)) from None
 
 
 def check_signature(model_dir: str) -> None:

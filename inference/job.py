@@ -25,6 +25,8 @@ import io
 import json
 import logging
 import os
+import re
+import shutil
 import threading
 import time
 import uuid
@@ -36,6 +38,7 @@ from components.sources import DataError
 from inference import FORMATS
 from inference import handler as handler_lib
 from inference import sources
+from trainer import serving_api
 from trainer.exit_codes import EXIT_JOB_FAILED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,9 @@ log = logging.getLogger(__name__)
 PREDICTIONS_PREFIX = "predictions"  # <out>/predictions-SSSSS-of-NNNNN.<format>
 ERRORS_PREFIX = "errors"  # <out>/errors-SSSSS-of-NNNNN.jsonl
 ERRORS_SUFFIX = ".jsonl"
+# WriteToText's staging folders, <out>/beam-temp-<prefix>-<uuid>: Beam deletes them once the shards are in place, a
+# failed job leaves them behind; run() deletes them either way, and --overwrite deletes a previous run's.
+TEMP_PREFIXES = tuple(f"beam-temp-{prefix}-" for prefix in (PREDICTIONS_PREFIX, ERRORS_PREFIX))
 PROGRESS_EVERY_S = 5.0  # a progress line at most this often, per worker process
 
 
@@ -111,6 +117,28 @@ def _ours(path: str) -> bool:
     return name.startswith((f"{PREDICTIONS_PREFIX}-", f"{ERRORS_PREFIX}-"))
 
 
+def remove_temp_dirs(out: str) -> list[str]:
+    """Deletes the beam-temp-predictions-*/beam-temp-errors-* staging folders in `out` (TEMP_PREFIXES); returns
+    them. Local folders are removed whole; on an object store, the objects under them."""
+    from apache_beam.io.filesystems import FileSystems
+
+    base = out.rstrip("/")
+    if "://" not in base:
+        found = sorted(os.path.join(base, name) for name in (os.listdir(base) if os.path.isdir(base) else [])
+                       if name.startswith(TEMP_PREFIXES))
+        for path in found:
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        return found
+    objects = [m.path for prefix in TEMP_PREFIXES
+               for m in FileSystems.match([f"{base}/{prefix}*/**"])[0].metadata_list]
+    if objects:
+        FileSystems.delete(objects)
+    return sorted({path[len(base) + 1:].split("/")[0] for path in objects})
+
+
 def prepare_out(settings: InferSettings) -> None:
     """Refuses an --out that holds files (nothing already produced is lost), unless --overwrite: then deletes the
     predictions-*/errors-* files there (a previous run's), and only those."""
@@ -125,8 +153,18 @@ def prepare_out(settings: InferSettings) -> None:
     if previous:
         FileSystems.delete(previous)
         log.info("infer: --overwrite: deleted %d files of a previous run in %s", len(previous), settings.out)
+    if existing and remove_temp_dirs(settings.out):
+        log.info("infer: --overwrite: deleted the beam-temp-* folders a failed run left in %s", settings.out)
     if "://" not in settings.out:
-        os.makedirs(settings.out, exist_ok=True)
+        # A folder the job cannot write to fails the job only after every image was classified: find out now.
+        probe = os.path.join(settings.out, f".tokenlearner-infer-probe-{uuid.uuid4().hex}")
+        try:
+            os.makedirs(settings.out, exist_ok=True)
+            with open(probe, "wb"):
+                pass
+            os.remove(probe)
+        except OSError as e:
+            raise InferError(f"--out {settings.out}: cannot write there ({e.strerror or type(e).__name__})") from None
 
 
 # ------------------------------------------------------------------------------------------------ the job's steps
@@ -140,6 +178,13 @@ class _Progress:
     _errors = 0
     _started: Optional[float] = None
     _last = 0.0
+
+    @classmethod
+    def reset(cls) -> None:
+        """A new job in this process (tests, or a script calling run() twice) counts from zero."""
+        with cls._lock:
+            cls._done = cls._errors = 0
+            cls._started, cls._last = None, 0.0
 
     @classmethod
     def add(cls, total: int, counted: bool, error: bool) -> None:
@@ -187,7 +232,7 @@ class _HeaderCheck(beam.DoFn):
             width, height = self._declared_size(self._tf.constant(data)).numpy()
         except self._tf.errors.OpError as e:
             yield beam.pvalue.TaggedOutput("errors", (key, f"not an image the model decodes: "
-                                                          f"{handler_lib.first_line(e.message)}"))
+                                                          f"{serving_api.tf_error_line(e.message)}"))
             return
         if width == 0 or height == 0:
             yield beam.pvalue.TaggedOutput("errors", (key, "not an image the model decodes: no PNG, JPEG, GIF or "
@@ -301,6 +346,37 @@ def build(pipeline, settings: InferSettings, model_dir: str, inventory: sources.
                                                 file_name_suffix=ERRORS_SUFFIX, num_shards=1))
 
 
+_WHILE_RUNNING = re.compile(r"\s*\[while running '([^']*)'\]")
+_PYTHON_ERROR = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit): \S")
+
+
+def failure_line(error: BaseException) -> str:
+    """" in step STEP: Type: reason" from a failed Beam job's exception: the in-process runners re-raise the worker's
+    exception with "[while running 'STEP']" appended; the portable runners wrap the worker's Python traceback in
+    the job service's text, where the worker's own exception is the last line of Python's form that names a step."""
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    python = [line for line in lines if _PYTHON_ERROR.match(line) and not line.startswith(("java.", "org."))]
+    telling = ([line for line in python if _WHILE_RUNNING.search(line)] or python or lines or [""])[-1]
+    step = _WHILE_RUNNING.search(telling) or _WHILE_RUNNING.search(text)
+    reason = _WHILE_RUNNING.sub("", telling).strip()
+    if not _PYTHON_ERROR.match(reason):
+        reason = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+    if len(reason) > 300:  # some errors quote whole records
+        reason = reason[:300] + " …"
+    return f" in step {step.group(1)}: {reason}" if step else f": {reason}"
+
+
+def _remove_temp_dirs_quietly(out: str) -> None:
+    try:
+        removed = remove_temp_dirs(out)
+    except Exception as e:  # noqa: BLE001 - the job's own outcome is what the user must see
+        log.warning("infer: could not delete the beam-temp-* folders in %s: %s", out, e)
+        return
+    if removed:
+        log.info("infer: deleted the staging folders the job left in %s: %s", out, ", ".join(removed))
+
+
 def _count_lines(pattern: str, header: bool) -> tuple[int, tuple[str, ...]]:
     from apache_beam.io.filesystems import FileSystems
 
@@ -333,6 +409,7 @@ def run(settings: InferSettings) -> Outcome:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     started = time.monotonic()
+    _Progress.reset()
     pipeline = beam.Pipeline(options=PipelineOptions(list(settings.beam_args)))
     build(pipeline, settings, model_dir, inventory, names)
     try:
@@ -340,10 +417,13 @@ def run(settings: InferSettings) -> Outcome:
         state = result.wait_until_finish()
     except Exception as e:  # noqa: BLE001 - any runner or worker failure: one line, details at -v
         log.debug("infer job failure", exc_info=True)
-        raise InferError(f"the Beam job failed: {handler_lib.first_line(str(e)) or type(e).__name__}",
-                         EXIT_JOB_FAILED) from None
+        raise InferError(f"the Beam job failed{failure_line(e)}; the outputs in {settings.out} are incomplete "
+                         f"(details: -v)", EXIT_JOB_FAILED) from None
+    finally:
+        _remove_temp_dirs_quietly(settings.out)
     if state not in (None, "DONE"):
-        raise InferError(f"the Beam job ended in state {state}", EXIT_JOB_FAILED)
+        raise InferError(f"the Beam job ended in state {state}; the outputs in {settings.out} are incomplete",
+                         EXIT_JOB_FAILED)
     seconds = time.monotonic() - started
     out = settings.out.rstrip("/")
     classified, prediction_files = _count_lines(f"{out}/{PREDICTIONS_PREFIX}-*", header=settings.format == "csv")

@@ -47,9 +47,9 @@ from trainer.exit_codes import EXIT_USAGE as EXIT_CONFIG  # bad arguments, no mo
 from trainer import serving_api
 from trainer.contract import CLASS_NAMES_ASSET  # written by trainer/export.py
 from trainer.features import CIFAR10_CLASSES
+# IMAGE_EXTENSIONS: what a folder is searched for (as ingestion and `infer` do); a file named explicitly is always sent
+from trainer.model_files import IMAGE_EXTENSIONS, ModelDirError, resolve_local_model_dir
 from trainer.serving_api import DEFAULT_MODEL_NAME
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what a folder is searched for; a file named explicitly is always sent
 
 
 class PredictError(Exception):
@@ -165,22 +165,12 @@ class Backend(Protocol):
 
 def resolve_model_dir(path: str, version: Optional[int] = None) -> Path:
     """A SavedModel folder, or a model base folder (``<serving>/<model_name>``) -> the version folder to load:
-    ``--version`` if given, else the highest numbered version, as TF Serving's default policy picks."""
-    root = Path(path)
-    if not root.is_dir():
-        raise PredictError(f"--model {path}: no such folder", EXIT_CONFIG)
-    if version is None and (root / "saved_model.pb").is_file():
-        return root
-    versions = sorted(int(c.name) for c in root.iterdir() if c.name.isdigit() and (c / "saved_model.pb").is_file())
-    if version is not None:
-        if version not in versions:
-            raise PredictError(f"--model {path}: no version {version}; found versions {versions}", EXIT_CONFIG)
-        return root / str(version)
-    if not versions:
-        raise PredictError(f"--model {path}: expected a SavedModel folder (with saved_model.pb) or a model base "
-                           f"folder with numbered versions (<base>/<version>/saved_model.pb); found neither",
-                           EXIT_CONFIG)
-    return root / str(versions[-1])
+    ``--version`` if given, else the highest numbered version, as TF Serving's default policy picks
+    (trainer.model_files, which `infer --model` uses too)."""
+    try:
+        return resolve_local_model_dir(path, version)
+    except ModelDirError as e:
+        raise PredictError(str(e), EXIT_CONFIG) from None
 
 
 class LocalBackend:
@@ -395,16 +385,17 @@ def make_backend(settings: PredictSettings) -> Backend:
 # -------------------------------------------------------------------------------------------------- the command
 
 def collect_files(paths: Sequence[str]) -> tuple[list[Path], list[FileResult]]:
-    """Files named on the command line (sent whatever their suffix: the model decides) and the PNG/JPEG files of
-    folders (recursively, sorted); missing paths and folders without images are failures."""
+    """Files named on the command line (sent whatever their suffix: the model decides) and the image files of
+    folders (IMAGE_EXTENSIONS, as ingestion and `infer` take them; recursively, sorted); missing paths and folders
+    without images are failures."""
     files: list[Path] = []
     failures: list[FileResult] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(f for f in path.rglob("*") if f.is_file() and f.name.lower().endswith(IMAGE_EXTENSIONS))
             if not found:
-                failures.append(FileResult(raw, error=f"folder has no {'/'.join(IMAGE_SUFFIXES)} files"))
+                failures.append(FileResult(raw, error=f"folder has no {'/'.join(IMAGE_EXTENSIONS)} files"))
             files.extend(found)
         elif path.is_file():
             files.append(path)

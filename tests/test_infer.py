@@ -213,3 +213,120 @@ def test_a_bad_model_or_data_is_a_usage_error_naming_it(problem, exported_model,
                 "wrong signature": "expected a string input 'images'"}[problem]
     assert expected in err
     assert not (tmp_path / "out").exists()
+
+
+def _issue_40_bad_files(folder: Path, jpeg: bytes) -> dict[str, tuple[str, ...]]:
+    """Issue 40's four bad inputs, written into `folder` -> file name: the words its error record must hold. A JPEG cut
+    inside its header (the first half of a real one: its scan starts at byte ~609 of ~890), an empty file, a text file
+    named .png, a PNG header declaring 20000x20000 pixels (tests/image_bombs.py)."""
+    from tests.image_bombs import png_bomb
+
+    (folder / "cut_header.jpg").write_bytes(jpeg[:len(jpeg) // 2])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("a text file, not an image\n")
+    (folder / "huge.png").write_bytes(png_bomb(20000, 20000, complete=False))
+    return {"cut_header.jpg": ("not an image the model decodes", "Invalid JPEG data"),
+            "empty.jpg": ("empty file",),
+            "notes.png": ("not an image the model decodes", "no PNG, JPEG, GIF or BMP header"),
+            "huge.png": ("rejected by the model", "20000x20000", "max_decode_pixels")}
+
+
+def test_four_bad_files_among_200_jpegs_are_four_error_lines_and_every_good_image_is_predicted(
+        exported_model, cifar_jpegs, tmp_path, capsys):
+    """Issue 40's acceptance, with 200 of its 2,000 CIFAR-10 test JPEGs (the 2,000 were run by hand: the same result).
+    Before the fix the cut header failed the whole job (AttributeError, exit 1, no outputs, beam-temp-* left)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    good = sorted(cifar_jpegs.rglob("*.jpg"))
+    for path in good:
+        (folder / f"{path.parent.name}_{path.name}").write_bytes(path.read_bytes())
+    expected_errors = _issue_40_bad_files(folder, good[0].read_bytes())
+    out = tmp_path / "out"
+    assert infer("--model", str(exported_model.base_dir), "--data", str(folder), "--out", str(out)) == 1
+    console = capsys.readouterr()
+    assert f"infer: 200 classified, 4 errors -> {out}" in console.out
+    predictions = read_jsonl(out, "predictions")
+    assert set(predictions) == {str(folder / f"{p.parent.name}_{p.name}") for p in good}
+    lines = [line for shard in out.glob("errors-*.jsonl") for line in shard.read_text().splitlines()]
+    assert len(lines) == 4
+    errors = {json.loads(line)["file"]: json.loads(line)["error"] for line in lines}
+    assert set(errors) == {str(folder / name) for name in expected_errors}
+    for name, words in expected_errors.items():
+        for word in words:
+            assert word in errors[str(folder / name)], (name, errors[str(folder / name)])
+    assert sorted(p.name for p in out.iterdir()) == ["errors-00000-of-00001.jsonl", "predictions-00000-of-00001.jsonl"]
+
+
+def test_a_failed_beam_job_is_exit_3_with_one_line_and_leaves_no_beam_temp_folder(exported_model, cifar_jpegs,
+                                                                                   tmp_path, capsys, monkeypatch):
+    """A worker error that is no image's fault (here: the handler raises, as a model that cannot load would) fails the
+    job: EXIT_JOB_FAILED, one line naming the step and the error, and WriteToText's staging folders deleted. Before,
+    the failure path itself raised AttributeError (exit 1, a traceback, beam-temp-* left)."""
+    from inference import handler
+
+    def broken(self, batch, model, inference_args=None):
+        raise RuntimeError("the worker's disk is gone")
+
+    monkeypatch.setattr(handler.ServingSignatureHandler, "run_inference", broken)
+    out = tmp_path / "out"
+    assert infer("--model", str(exported_model.base_dir), "--data", str(cifar_jpegs / "test" / "frog"),
+                 "--out", str(out)) == 3
+    ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tokenlearner:")]
+    assert len(ours) == 1, ours
+    assert ours[0].startswith("tokenlearner: error: the Beam job failed in step RunInference/"), ours[0]
+    assert ours[0].endswith(f": RuntimeError: the worker's disk is gone; the outputs in {out} are incomplete "
+                            f"(details: -v)"), ours[0]
+    assert [p.name for p in out.iterdir() if p.name.startswith("beam-temp")] == []
+
+
+def test_an_out_that_cannot_be_written_is_a_usage_error_before_the_job(exported_model, cifar_jpegs, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder\n")
+    out = tmp_path / "a_file" / "out"
+    assert infer("--model", str(exported_model.base_dir), "--data", str(cifar_jpegs / "test" / "frog"),
+                 "--out", str(out)) == 2
+    assert f"tokenlearner: error: --out {out}: cannot write there (Not a directory)" in capsys.readouterr().err
+
+
+def test_overwrite_deletes_the_beam_temp_folders_a_failed_run_left(exported_model, cifar_jpegs, tmp_path):
+    out = tmp_path / "out"
+    left = out / "beam-temp-predictions-0123abcd"
+    left.mkdir(parents=True)
+    (left / "shard").write_text("half a shard\n")
+    (out / "mine.txt").write_text("kept\n")
+    assert infer("--model", str(exported_model.base_dir), "--data", str(cifar_jpegs / "test" / "frog"),
+                 "--out", str(out), "--overwrite") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["errors-00000-of-00001.jsonl", "mine.txt",
+                                                     "predictions-00000-of-00001.jsonl"]
+
+
+def test_predict_folder_and_infer_take_the_same_image_files(tmp_path):
+    """One list of image suffixes (trainer.model_files): `predict FOLDER` used to search .png/.jpg/.jpeg only, and
+    skipped the .bmp, .gif and .webp files that `infer` and ingestion take."""
+    from inference import sources
+    from serving_client import predict
+
+    images = ["a.bmp", "b.webp", "c.gif", "d.JPG", "e.tiff", "f.png", "g.jpeg", "sub/h.ppm"]
+    others = ["notes.txt", "photo.heic", "table.csv"]
+    for name in images + others:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"bytes")
+    files, failures = predict.collect_files([str(tmp_path)])
+    assert failures == []
+    assert sorted(f.relative_to(tmp_path).as_posix() for f in files) == sorted(images)
+    assert [name for name in images + others if sources.kind_of(str(tmp_path / name)) == sources.IMAGE] == images
+
+
+def test_predict_folder_classifies_a_bmp_and_names_the_webp_the_model_cannot_decode(exported_model, tmp_path,
+                                                                                    capsys):
+    """`tokenlearner predict --model M FOLDER`: the .bmp is classified, the .webp is sent and refused by the
+    signature's decoder (JPEG, PNG, GIF, BMP), one line naming it; exit 1, as for any file that fails."""
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.bmp")
+    Image.fromarray(pixels).save(tmp_path / "b.webp")
+    assert cli.main(["predict", "--model", str(exported_model.base_dir), "--json", str(tmp_path)]) == 1
+    results = {r["file"]: r for r in json.loads(capsys.readouterr().out)["results"]}
+    assert set(results) == {str(tmp_path / "a.bmp"), str(tmp_path / "b.webp")}
+    assert results[str(tmp_path / "a.bmp")]["class_name"] in CLASSES
+    assert "Unknown image file format" in results[str(tmp_path / "b.webp")]["error"]
