@@ -5,9 +5,10 @@ Sources, detected from what the path holds:
 - CIFAR-10's official ``cifar-10-python.tar.gz`` (downloaded by default, MD5 checked), as the archive or its
   extracted folder; its pickles are read without running code (components/cifar10_batches.py). A local archive
   whose MD5 is not the official release's is a warning (``strict``: an error);
-- an image folder ``train/<class>/...``, optionally ``test/<class>/...``, as a folder or a ``.tar.gz``
-  (components/image_folder.py); its images, any format, mode and size Pillow reads, become 8-bit RGB within stated
-  bounds (components/images.py: ``max_decode_pixels``, downscaled above it or refused under ``strict``);
+- an image folder ``<class>/...`` or ``train/<class>/...`` (optionally ``test/<class>/...``), as a folder or a
+  ``.tar.gz`` (components/image_folder.py), symbolic links followed; its images, any format, mode and size Pillow
+  reads, become 8-bit RGB within stated bounds (components/images.py: ``max_decode_pixels``, downscaled above it
+  or refused under ``strict``);
 - TFRecords of tf.Example{image, label} with a classes.txt (components/tfrecord_source.py), their images converted
   as image files are;
 - a dataset folder this module wrote (it has manifest.json): verified and used as it is (datasets.py reads one
@@ -15,11 +16,11 @@ Sources, detected from what the path holds:
 2 to 1,000 classes. An image with an image's name that Pillow cannot decode is an error naming it, or under
 ``skip_unreadable`` left out and named in one warning.
 
-Splits. Test: the source's, or else held out from train/, class by class: of a class's n images in path order,
-image i goes to test when ceil((i+1)f) > ceil(i f), f = ``test_fraction``: ceil(n f) images evenly spread, the first
-included (f = 0.1: images 0, 10, 20, ...). Eval: the source's (TFRecords), or else every 10th remaining training
-image of each class (CIFAR-10: 45,000 / 5,000). Each class needs ``min_images_per_class`` images for train and eval,
-counted before decoding (and again without the unreadable ones skipped).
+Splits. Test: the source's, or else held out from train/ (or the class folders), class by class: of a class's n
+images in path order, image i goes to test when ceil((i+1)f) > ceil(i f), f = ``test_fraction``: ceil(n f) images
+evenly spread, the first included (f = 0.1: images 0, 10, 20, ...). Eval: the source's (TFRecords), or else every
+10th remaining training image of each class (CIFAR-10: 45,000 / 5,000). Each class needs ``min_images_per_class``
+images for train and eval, counted before decoding (and again without the unreadable ones skipped).
 
 Output ``<out_root>/<dataset id>/``: ``train/``, ``eval/``, ``test/``, ``classes.txt``, ``manifest.json`` and, for a
 class list other than CIFAR-10's, ``schema.pbtxt`` (the curated schema with label domain 0..N-1). The id is
@@ -49,7 +50,8 @@ from components import cifar10_batches, datasets, encoding, image_folder, tfreco
 from components.cifar10_batches import OFFICIAL_DIR
 from components.progress import Progress
 from components.schema import dataset_schema_text
-from components.sources import MAX_IMAGE_BYTES, DataError, Item, read_member, tar_members, walk_files
+from components.sources import (MAX_IMAGE_BYTES, DataError, Item, read_member, tar_members, walk_files,
+                                walk_files_lazily)
 from trainer.contract import DATASET_MANIFEST, DATASET_SCHEMA, EVAL, TEST, TRAIN, UTC_STAMP
 from trainer.features import CIFAR10_CLASSES
 
@@ -137,11 +139,12 @@ def download(url: str = OFFICIAL_URL, cache_dir: Path | None = None, md5: str | 
 
 
 def detect(path: Path) -> str:
-    """'official', 'tfrecord' or 'folder', from what the folder or archive holds."""
+    """'official', 'tfrecord' or 'folder', from what the folder or archive holds: an image folder is any source
+    with an image file in it that is neither of the others (image_folder.py reads its layout, or says why not)."""
     if not path.exists():
-        raise DataError(f"data source {path} does not exist; expected an image folder (train/<class>/*, optionally "
-                        f"test/<class>/*) as a folder or .tar.gz, TFRecords with a {CLASSES_FILE}, or "
-                        f"cifar-10-python.tar.gz or its extracted folder")
+        raise DataError(f"data source {path} does not exist; expected an image folder (<class>/* or "
+                        f"train/<class>/*, optionally test/<class>/*) as a folder or .tar.gz, TFRecords with a "
+                        f"{CLASSES_FILE}, or cifar-10-python.tar.gz or its extracted folder")
     if path.is_dir():
         candidates = _candidates(path)
         if any((c / "data_batch_1").is_file() for c in candidates):
@@ -150,15 +153,26 @@ def detect(path: Path) -> str:
             return "tfrecord"
         if any((c / TRAIN).is_dir() for c in candidates):
             return "folder"
-        raise DataError(f"{path}: expected train/<class>/ image folders, or {CLASSES_FILE} and train/*.tfrecord "
-                        f"files, or {OFFICIAL_DIR}/data_batch_* files")
+        files = 0
+        for entry in walk_files_lazily(path):
+            if image_folder.holds_images(entry):
+                return "folder"
+            files += 1
+        raise DataError(f"{path}: no image files in it ({files:,} other file(s)); expected <class>/<image> or "
+                        f"train/<class>/<image> image folders, or {CLASSES_FILE} and train/*.tfrecord files, or "
+                        f"{OFFICIAL_DIR}/data_batch_* files")
+    links = 0
     for _, member in tar_members(path):
         parts = Path(member.name).parts
         if parts and parts[-1] == "data_batch_1":
             return "official"
-        if image_folder.holds_images(member.name):
+        if member.isfile() and image_folder.holds_images(member.name):
             return "folder"
-    raise DataError(f"{path}: archive holds neither {OFFICIAL_DIR}/data_batch_* nor train/<class>/ images")
+        links += member.issym() or member.islnk()
+    raise DataError(f"{path}: archive holds neither {OFFICIAL_DIR}/data_batch_* nor image files; expected "
+                    f"<class>/<image> or train/<class>/<image> members" + (
+                        f" (its {links:,} link member(s) are not followed: pack it with tar --dereference)"
+                        if links else ""))
 
 
 def _candidates(path: Path) -> list[Path]:
@@ -166,25 +180,34 @@ def _candidates(path: Path) -> list[Path]:
     return [path, *sorted(p for p in path.iterdir() if p.is_dir())]
 
 
-def _index(kind: str, path: Path, staging: Path) -> tuple[dict[str, list[Item]], list[str]]:
-    """The source's items by split (train; test and eval when the source has them) and its class names."""
+def _index(kind: str, path: Path, staging: Path) -> tuple[dict[str, list[Item]], list[str], str | None]:
+    """The source's items by split (train; test and eval when the source has them), its class names, and for an
+    image folder where its class folders are ('train/' or '' for the top; None for other sources)."""
     if kind == "official":
-        return cifar10_batches.index_official(path, staging)
+        return (*cifar10_batches.index_official(path, staging), None)
     if kind == "tfrecord":
         root = next(c for c in _candidates(path) if tfrecord_source.is_source(c))
         class_names = tfrecord_source.read_classes(root)
-        return tfrecord_source.index(root, len(class_names), staging / "records.bin"), class_names
+        return tfrecord_source.index(root, len(class_names), staging / "records.bin"), class_names, None
     if path.is_dir():
         return image_folder.index(walk_files(path, folders=True), str(path), "/", base=path)
-    return image_folder.index([m.name + ("/" if m.isdir() else "") for _, m in tar_members(path)
-                               if m.isfile() or m.isdir()], str(path), ":")
+    entries, links = [], []
+    for _, member in tar_members(path):
+        if member.isfile() or member.isdir():
+            entries.append(member.name + ("/" if member.isdir() else ""))
+        elif member.issym() or member.islnk():
+            links.append(member.name)
+    if links:  # not followed: the archive is read in one streaming pass (_stage_selected), a target may be behind
+        log.warning("%s: skipped %d link member(s), which are not followed inside an archive (pack it with tar "
+                    "--dereference): %s", path, len(links), image_folder.first_names(sorted(links)))
+    return image_folder.index(entries, str(path), ":")
 
 
 def _check_class_count(class_names: list[str], where: str) -> None:
     if not MIN_CLASSES <= len(class_names) <= MAX_CLASSES:
         shown = f" {class_names}" if len(class_names) < MIN_CLASSES else ""
         raise DataError(f"{where}: {len(class_names):,} class(es){shown}; expected {MIN_CLASSES} to {MAX_CLASSES:,} "
-                        f"classes (an image folder: one folder per class in train/)")
+                        f"classes (an image folder: one folder per class, in train/ or at the top)")
     odd = next((name for name in class_names if not name.isprintable()), None)
     if odd is not None:
         raise DataError(f"{where}: class name {odd!r} has a line break or control character; expected printable "
@@ -268,12 +291,13 @@ def split_items(train: list[Item], test: list[Item], limit: int | None,
     return splits
 
 
-def _check_class_sizes(kind: str, source: Path, class_names: list[str], counts: list[int], minimum: int,
+def _check_class_sizes(class_dir: str | None, source: Path, class_names: list[str], counts: list[int], minimum: int,
                        held: list[int] | None = None, unreadable: list[int] | None = None) -> None:
-    """Each class has at least `minimum` images for train and eval (`counts`): else a DataError naming the class,
-    its count, and what was held out for test or skipped as unreadable."""
+    """Each class has at least `minimum` images for train and eval (`counts`): else a DataError naming the class
+    (its folder, under `class_dir`, for an image folder), its count, and what was held out for test or skipped as
+    unreadable."""
     for c, (name, n) in enumerate(zip(class_names, counts)):
-        place = f"class folder train/{name}" if kind == "folder" else f"class {name!r}"
+        place = f"class folder {class_dir}{name}" if class_dir is not None else f"class {name!r}"
         note = "".join([f", {held[c]} more held out for test" if held else "",
                         f", {unreadable[c]} unreadable skipped" if unreadable and unreadable[c] else ""])
         if n == 0 and unreadable and unreadable[c]:
@@ -403,7 +427,7 @@ def build(kind: str, path: Path, source: str | None, staging: Path, workers: int
     """The dataset folder, complete, in `staging`, and its manifest: a new dataset (span 0), or the shards of span
     `span` of the dataset `same_classes_as`, whose class list the source's must equal (checked before encoding)."""
     start = time.time()
-    items, class_names = _index(kind, path, staging)
+    items, class_names, class_dir = _index(kind, path, staging)
     _check_class_count(class_names, str(path))
     if same_classes_as is not None:
         datasets.check_same_classes(class_names, path, same_classes_as)
@@ -413,7 +437,7 @@ def build(kind: str, path: Path, source: str | None, staging: Path, workers: int
         train, test = hold_out(train, settings.test_fraction)
         held = _per_class(test, num_classes)
     source_counts = _per_class(train, num_classes)
-    _check_class_sizes(kind, path, class_names, source_counts, settings.min_images_per_class, held)
+    _check_class_sizes(class_dir, path, class_names, source_counts, settings.min_images_per_class, held)
     splits = split_items(train, test, settings.limit, items.get(EVAL))
     if kind == "folder" and path.is_file():
         splits = _stage_selected(path, splits, staging / "images.bin")
@@ -422,7 +446,7 @@ def build(kind: str, path: Path, source: str | None, staging: Path, workers: int
                                   strict=settings.strict, skip_unreadable=settings.skip_unreadable, span=span)
     if tally.unreadable:
         lost = _per_class([it for split, it in tally.unreadable if split != TEST], num_classes)
-        _check_class_sizes(kind, path, class_names, [n - k for n, k in zip(source_counts, lost)],
+        _check_class_sizes(class_dir, path, class_names, [n - k for n, k in zip(source_counts, lost)],
                            settings.min_images_per_class, held, lost)
     (dataset / CLASSES_FILE).write_text("\n".join(class_names) + "\n")
     split_counts = {s: {"examples": sum(counts), "per_class": counts} for s, counts in tally.written.items()}

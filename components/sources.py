@@ -87,15 +87,63 @@ def read_file(path: Path, limit: int) -> bytes:
 
 def walk_files(path: Path, folders: bool = False) -> list[str]:
     """Relative paths of the files under `path`, at most MAX_MEMBERS; with `folders`, its folders too, each
-    ending in '/' (a class folder without files must still be seen)."""
-    found = []
-    for d, subdirs, names in os.walk(path):
-        for name in names + ([f"{s}/" for s in subdirs] if folders else []):
-            found.append(os.path.relpath(os.path.join(d, name), path) + ("/" if name.endswith("/") else ""))
-            if len(found) > MAX_MEMBERS:
-                raise DataError(f"{path}: stopped listing after {MAX_MEMBERS:,} files, more than ingestion takes "
-                                f"from one source")
-    return found
+    ending in '/' (a class folder without files must still be seen). Symbolic links are followed, to files and
+    to folders (a class folder or train/ that is a link to the images elsewhere), with two guards: a link to a
+    folder that contains it (a loop, which would list forever) and a link to nothing are each one DataError
+    naming the link; and every folder entered counts against MAX_MEMBERS, so links that reach the same folders
+    many times over cannot list without end either."""
+    return list(walk_files_lazily(path, folders))
+
+
+def walk_files_lazily(path: Path, folders: bool = False) -> Iterator[str]:
+    """walk_files, lazily: detection stops at the first image file. Each folder's entries in name order."""
+    count = 0
+    # (relative prefix, folder, ids of it and of the folders above it)
+    pending: list[tuple[str, str, tuple[tuple[int, int], ...]]] = [("", str(path), (_folder_id(str(path)),))]
+    while pending:
+        prefix, folder, parents = pending.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as e:
+            raise DataError(f"{folder}: cannot list this folder ({e.strerror or e})") from None
+        subfolders: list[tuple[str, str, tuple[tuple[int, int], ...]]] = []
+        for entry in entries:
+            count += 1
+            if count > MAX_MEMBERS:
+                raise DataError(f"{path}: stopped listing after {MAX_MEMBERS:,} files and folders, more than "
+                                f"ingestion takes from one source")
+            relative = prefix + entry.name
+            if _is_folder(entry):
+                ident = _folder_id(entry.path)
+                if ident in parents:
+                    raise DataError(f"{entry.path}: a symbolic link to {os.path.realpath(entry.path)}, a folder "
+                                    f"that contains it (a loop); remove the link or point it outside its own tree")
+                subfolders.append((relative + "/", entry.path, (*parents, ident)))
+                if folders:
+                    yield relative + "/"
+            elif entry.is_symlink() and not os.path.exists(entry.path):
+                raise DataError(f"{entry.path}: a symbolic link to {os.readlink(entry.path)}, which does not exist "
+                                f"(or is a link back to itself); remove the link or restore its target")
+            else:
+                yield relative
+        pending.extend(reversed(subfolders))  # depth first, in name order
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:  # a link whose target cannot be reached (a loop of links to links): listed, then reported
+        return False
+
+
+def _folder_id(folder: str) -> tuple[int, int]:
+    """What identifies a folder whatever path (or link) reaches it."""
+    try:
+        info = os.stat(folder)
+    except OSError as e:
+        raise DataError(f"{folder}: cannot read this folder ({e.strerror or e})") from None
+    return info.st_dev, info.st_ino
 
 
 def root_with(path: Path, child: str) -> Path:
