@@ -71,7 +71,8 @@ def _setup_logging(verbosity: int) -> None:
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, metavar="SOURCE",
-                   help="your images: a folder train/<class>/* (optionally test/<class>/*) as a folder or .tar.gz, "
+                   help="your images: class folders <class>/* or train/<class>/* (optionally test/<class>/*), "
+                        "as a folder or .tar.gz, "
                         "or TFRecords of tf.Example{image, label} beside a classes.txt; or cifar-10-python.tar.gz "
                         "(or its folder), a URL, or a dataset folder written by `tokenlearner data`; "
                         "default: download the official CIFAR-10 archive")
