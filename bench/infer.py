@@ -53,6 +53,8 @@ def infer(model: str, data: Path, out: Path, extra: list[str], log: Path) -> dic
     seconds, console = timed_cli(["cli", "infer", "--model", model, "--data", str(data), "--out",
                                   str(out), "--overwrite", *extra], log)
     final = FINAL.search(console)
+    if final is None:
+        raise SystemExit(f"infer --model {model}: no final line matching {FINAL.pattern!r}; see {log}")
     records = [json.loads(line) for shard in sorted(out.glob("predictions-*.jsonl"))
                for line in shard.read_text().splitlines()]
     errors = sum(len(s.read_text().splitlines()) for s in out.glob("errors-*.jsonl"))
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
         "infer, portable runner (embed, LOOPBACK)": infer(args.model, data, args.work / "portable", PORTABLE,
                                                           args.work / "portable.log"),
     }
-    predict = {}
+    predict: dict[int, dict] = {}
     for batch in (16, 64):
         seconds, console = timed_cli(["cli", "predict", "--model", args.model, "--json", "--batch-size",
                                       str(batch), str(data)], args.work / f"predict{batch}.log")

@@ -28,7 +28,8 @@ def main(argv: list[str]) -> int:
     command = argv[argv.index("--") + 1:] if "--" in argv else argv
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     ps = psutil.Process(proc.pid)
-    phase, peaks, done = "start", {}, threading.Event()
+    phase, done = "start", threading.Event()
+    peaks: dict[str, int] = {}
 
     def sample():
         while not done.is_set():
@@ -38,6 +39,7 @@ def main(argv: list[str]) -> int:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    assert proc.stdout is not None  # stdout=PIPE
     for line in proc.stdout:
         sys.stdout.write(line)
         match = re.search(r"Component (\S+) is running", line)

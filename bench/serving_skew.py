@@ -30,8 +30,9 @@ def test_images(archive: str, class_names: list[str], per_class: list[int]):
     as ingestion selects them."""
     labels = {name: i for i, name in enumerate(class_names)}
     with tarfile.open(archive) as tar:
-        items = sorted((m.name, tar.extractfile(m).read()) for m in tar
-                       if m.isfile() and m.name.split("/")[-3:-2] == ["test"] and m.name.split("/")[-2] in labels)
+        items = sorted((m.name, f.read()) for m in tar
+                       if m.isfile() and m.name.split("/")[-3:-2] == ["test"] and m.name.split("/")[-2] in labels
+                       and (f := tar.extractfile(m)) is not None)
     taken = {c: 0 for c in range(len(class_names))}
     images, targets = [], []
     for name, data in items:

@@ -144,7 +144,8 @@ def measure(pipelines: dict, n_train: int, n_eval: int, epochs: int) -> dict:
 
         on_test_begin, on_test_end = on_train_begin, on_train_end
 
-    seconds = {name: {"train": [], "eval": [], "train_call": []} for name in pipelines}
+    seconds: dict[str, dict[str, list[float]]] = {name: {"train": [], "eval": [], "train_call": []}
+                                                  for name in pipelines}
     failed: dict[str, str] = {}
     for _ in range(epochs):
         for name, (model, train_ds, eval_ds) in pipelines.items():

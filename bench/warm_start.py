@@ -75,9 +75,11 @@ def _row(output: Path, index: int) -> dict:
     row = history.loop_history(config, open_store(config))[index]
     run = summary.collect(config, row.run_id)
     trainer = next(s for s in run.steps if s.component == "Trainer")
+    # None where the Trainer fitted nothing (no new data: the base re-exported) and so timed no epoch
     times = summary.epoch_times(trainer.outputs["ModelRun"][0].uri)
-    return {"run": row.run_id, "spans": row.spans, "start": row.warm_start, "epochs": len(times.seconds),
-            "seconds": sum(times.seconds), "trainer": trainer.seconds, "accuracy": row.accuracy,
+    epochs = times.seconds if times else []
+    return {"run": row.run_id, "spans": row.spans, "start": row.warm_start, "epochs": len(epochs),
+            "seconds": sum(epochs), "trainer": trainer.seconds, "accuracy": row.accuracy,
             "blessed": row.blessed, "pushed": row.pushed_version}
 
 

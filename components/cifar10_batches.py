@@ -12,7 +12,7 @@ import io
 import logging
 import pickle
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -26,7 +26,16 @@ MAX_BATCH_BYTES = 64 * 2**20  # one pickled batch (the official ones are 31 MB)
 
 log = logging.getLogger(__name__)
 
-_NUMPY_RECONSTRUCT = np.empty(0).__reduce__()[0]  # numpy.core.multiarray._reconstruct, wherever numpy keeps it
+
+def _array_reconstructor() -> Callable[..., np.ndarray]:
+    """numpy.core.multiarray._reconstruct, wherever numpy keeps it: the callable an array pickles as."""
+    reduced = np.empty(0).__reduce__()
+    if isinstance(reduced, str):  # object.__reduce__'s other form (a global's name); an array's is a tuple
+        raise ImportError(f"numpy {np.__version__}: an array pickles as the global {reduced}, not a call")
+    return reduced[0]
+
+
+_NUMPY_RECONSTRUCT = _array_reconstructor()
 
 
 class _ArrayType:
@@ -150,14 +159,15 @@ def _official_batches(source: Path) -> Iterator[tuple[str, bytes]]:
 def index_official(source: Path, staging: Path) -> tuple[dict[str, list[Item]], list[str]]:
     """Stages each batch's pixels as an on-disk uint8 array (one batch in memory at a time); items point at rows."""
     labels_of: dict[str, list[int]] = {}
-    class_names = None
+    class_names: list[str] | None = None
     for name, data in _official_batches(source):
         batch = unpickle(Path(name), data)
         member = Path(name.split(":")[-1]).name
         if member == "batches.meta":
             names = batch.get("label_names", [])
-            class_names = [_text(n) for n in names] if isinstance(names, (list, tuple)) else [None]
-            if None in class_names or len(class_names) != len(CIFAR10_CLASSES):
+            texts = [_text(n) for n in names] if isinstance(names, (list, tuple)) else [None]
+            class_names = [t for t in texts if t is not None]
+            if len(class_names) != len(texts) or len(class_names) != len(CIFAR10_CLASSES):
                 raise DataError(f"{name}: 'label_names' must be a list of {len(CIFAR10_CLASSES)} class names "
                                 f"(bytes or str), one per label 0..9")
             continue

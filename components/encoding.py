@@ -137,7 +137,7 @@ def write_splits(dataset: Path, splits: dict[str, list[Item]], num_classes: int,
     """Writes <dataset>/<split>/ shards of span `span` for each split's items; returns what was written."""
     tally = Tally(written={s: [0] * num_classes for s in splits})
     encode = functools.partial(_encode, max_pixels=max_pixels, strict=strict, skip_unreadable=skip_unreadable)
-    workers = workers or os.cpu_count()
+    workers = workers or os.cpu_count() or 1  # cpu_count: None where the count cannot be read
     # Spawn, not fork: the parent may already hold TensorFlow threads. An executor, not multiprocessing.Pool: on an
     # error (a --strict refusal) Pool.terminate() kills workers that may be holding its result queue's lock, and
     # then waits on that lock forever (seen under load: CPython's Pool has no way out of it), and a worker killed by

@@ -41,6 +41,7 @@ import math
 import os
 import shutil
 import time
+import urllib.parse
 import urllib.request
 from fractions import Fraction
 from pathlib import Path
@@ -110,7 +111,7 @@ def download(url: str = OFFICIAL_URL, cache_dir: Path | None = None, md5: str | 
     md5 = md5 or OFFICIAL_MD5
     cache_dir = Path(cache_dir or default_cache_dir())
     cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / Path(urllib.request.urlparse(url).path).name
+    target = cache_dir / Path(urllib.parse.urlparse(url).path).name
     if target.exists():
         actual = _md5(target)
         if actual != md5:
@@ -253,7 +254,8 @@ def hold_out(train: list[Item], test_fraction: float) -> tuple[list[Item], list[
     """(train, test): the class-stratified held-out test split of the module docstring, in exact arithmetic (a
     float's 30 * 0.1 is not 3)."""
     f = Fraction(test_fraction).limit_denominator(10**6)
-    kept, held = [], []
+    kept: list[Item] = []
+    held: list[Item] = []
     for it in train:
         crossed = math.ceil((it.position + 1) * f) > math.ceil(it.position * f)
         (held if crossed else kept).append(it)

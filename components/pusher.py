@@ -32,7 +32,8 @@ SOURCE_FILE = f"{ASSETS_EXTRA}/tokenlearner_source.json"  # which Trainer model 
 def published_versions(base: str) -> list[int]:
     if not fileio.exists(base):
         return []
-    return sorted(int(name.rstrip("/")) for name in fileio.listdir(base) if name.rstrip("/").isdigit())
+    names = [os.fsdecode(name).rstrip("/") for name in fileio.listdir(base)]  # listdir is typed str | bytes
+    return sorted(int(name) for name in names if name.isdigit())
 
 
 def _source_of(version_dir: str) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import apache_beam as beam
 from tfx import types
@@ -49,7 +49,8 @@ def window(spans: set[int], train_spans: Optional[int]) -> list[int]:
 
 def window_of(exec_properties: dict[str, Any]) -> list[int]:
     """The spans this execution reads: the newest `train_spans` of those any split's pattern matches."""
-    found = {span_of_shard(path) for pattern in _input_patterns(exec_properties) for path in fileio.glob(pattern)}
+    found = {span_of_shard(os.fsdecode(path))  # glob is typed str | bytes
+             for pattern in _input_patterns(exec_properties) for path in fileio.glob(pattern)}
     return window(found, exec_properties.get(TRAIN_SPANS_KEY))
 
 
@@ -61,7 +62,7 @@ def _ReadSpanWindow(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  #
     """The serialized tf.Examples of one split, from the shards of the window's spans only."""
     spans = set(window_of(exec_properties))
     pattern = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
-    files = sorted(path for path in fileio.glob(pattern) if span_of_shard(path) in spans)
+    files = sorted(path for path in map(os.fsdecode, fileio.glob(pattern)) if span_of_shard(path) in spans)
     if not files:
         raise ValueError(f"{pattern}: no TFRecord shard of spans {sorted(spans)} (run `tokenlearner data`)")
     return (pipeline
@@ -72,7 +73,9 @@ def _ReadSpanWindow(pipeline: beam.Pipeline, exec_properties: dict[str, Any],  #
 class SpanWindowExecutor(import_executor.Executor):
     """ImportExampleGen's executor reading only the window's spans, and recording them on the Examples artifact."""
 
-    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    # TFX declares -> beam.PTransform, yet calls the result with (exec_properties, split_pattern) to get one
+    # (base_example_gen_executor), as its own ImportExampleGen does: a factory, typed here as what it is.
+    def GetInputSourceToExamplePTransform(self) -> Callable[..., beam.PTransform]:  # type: ignore[override]
         return _ReadSpanWindow
 
     def Do(self, input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]],

@@ -49,8 +49,8 @@ def _image_facts(shards: Sequence[Path]) -> dict[str, list]:
         with datasets.reading_shard(shard):  # a PNG Pillow cannot open is a corrupt shard too (OSError)
             for record in tf.data.TFRecordDataset(str(shard), compression_type="GZIP").as_numpy_iterator():
                 feature = tf.train.Example.FromString(record).features.feature
-                with Image.open(io.BytesIO(feature[IMAGE_KEY].bytes_list.value[0])) as image:
-                    image = image if image.mode in ("L", "RGB") else image.convert("RGB")
+                with Image.open(io.BytesIO(feature[IMAGE_KEY].bytes_list.value[0])) as opened:
+                    image = opened if opened.mode in ("L", "RGB") else opened.convert("RGB")
                     pixels = np.asarray(image)
                 facts[LABEL_KEY].append(int(feature[LABEL_KEY].int64_list.value[0]))
                 facts[height].append(pixels.shape[0])

@@ -17,7 +17,7 @@ import gzip
 import itertools
 import struct
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Protocol
 
 import google_crc32c  # CRC-32C, as TFRecord framing uses (installed with apache-beam[gcp]'s Google Cloud clients)
 
@@ -112,7 +112,13 @@ def _records(path: Path, budget: _Budget) -> Iterator[bytes]:
         raise DataError(f"{path}: cannot read it, truncated or corrupt ({e})") from None
 
 
-def next_record(f: BinaryIO, where: str) -> bytes | None:
+class Readable(Protocol):
+    """What next_record reads from: a file, a GzipFile, or inference's stream with its sniffed head put back."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def next_record(f: Readable, where: str) -> bytes | None:
     header = f.read(12)  # uint64 length, masked CRC-32C of the length; then the data and its masked CRC-32C
     if not header:
         return None

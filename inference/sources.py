@@ -107,7 +107,7 @@ def inventory(data: str, count_containers: bool = True) -> Inventory:
     except Exception as e:  # noqa: BLE001 - Beam wraps every filesystem error in BeamIOError
         raise DataError(f"--data {data}: cannot list it ({str(e).splitlines()[0]})") from None
     files: dict[str, list[str]] = {IMAGE: [], ARCHIVE: [], TFRECORDS: []}
-    skipped = []
+    skipped: list[str] = []
     for meta in sorted(matched, key=lambda m: m.path):
         kind = kind_of(meta.path)
         (files[kind] if kind else skipped).append(meta.path)
@@ -148,9 +148,13 @@ def _archive_members(path: str, headers_only: bool = False) -> Iterator[tuple[st
                     yield key, None
                 elif member.size > MAX_IMAGE_BYTES:
                     yield key, f"{member.size:,} bytes, more than the {MAX_IMAGE_BYTES:,} allowed for an image"
+                elif (stream := tar.extractfile(member)) is None:  # isfile() above: a member with bytes
+                    yield key, "not a regular file in the archive"
                 else:
-                    yield key, tar.extractfile(member).read()
-                tar.members = []  # streaming: TarFile would otherwise keep every member's TarInfo
+                    yield key, stream.read()
+                # streaming: TarFile would otherwise keep every member's TarInfo (TarFile.members is real but
+                # undeclared in typeshed's tarfile stub)
+                tar.members = []  # type: ignore[attr-defined]
     except READ_ERRORS as e:
         yield path, f"not a readable tar archive, or truncated ({_first_line(e)})"
 
@@ -227,7 +231,9 @@ def read(path: str) -> Iterator[tuple[str, bytes | str]]:
         else:
             yield path, data
     elif kind == ARCHIVE:
-        yield from _archive_members(path)
+        for key, outcome in _archive_members(path):
+            if outcome is not None:  # None only with headers_only
+                yield key, outcome
     elif kind == TFRECORDS:
         for key, record in _records(path):
             yield key, (image_of_record(record) if isinstance(record, bytes) else record)

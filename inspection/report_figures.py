@@ -130,8 +130,8 @@ def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: str) 
     _save(fig, path)
 
 
-def per_class_accuracy(accuracy: Sequence[float], counts: Sequence[int], overall: float | None,
-                       class_names: Sequence[str], path: str) -> None:
+def per_class_accuracy(accuracy: Sequence[float] | np.ndarray, counts: Sequence[int] | np.ndarray,
+                       overall: float | None, class_names: Sequence[str], path: str) -> None:
     """One bar per class (`per_class_size` tall), named and labeled with its accuracy up to PER_CLASS_LABELED
     classes; beyond, bars in class-id order."""
     fig = _figure(per_class_size(len(class_names)))

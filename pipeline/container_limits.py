@@ -9,13 +9,16 @@ enum on Vertex AI.
 """
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 
 from pipeline.config.resources import Resources, ResourcesConfig
 
-ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+# An alias for annotations (kfp ships no type information, so the checker sees Any).
+ResourceSpec: TypeAlias = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
 
 def resource_spec(resources: Resources) -> ResourceSpec:

@@ -192,5 +192,6 @@ def create_pipeline(config: PipelineConfig,
         components=[*data, trainer, model_resolver, evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=config.beam_pipeline_args,
+        # a copy: TFX declares list[str | Placeholder], and a list[str] is not one to the checker (lists are invariant)
+        beam_pipeline_args=[*config.beam_pipeline_args],
     )

@@ -244,7 +244,7 @@ class RestBackend:
             raise PredictError(f"--rest {url}: expected http://HOST:PORT or https://HOST:PORT", EXIT_CONFIG)
         self.url = base.rstrip("/") + serving_api.rest_predict_path(model_name, version, label)
         self.description = self.url
-        self.class_names = None
+        self.class_names: Optional[tuple[str, ...]] = None
         self._timeout_s = timeout_s
         self._context = ssl_context(ca_cert, client_cert, client_key) if base.startswith("https://") else None
 
@@ -348,7 +348,7 @@ class GrpcBackend:
         self._model = (model_name, version, label)
         self._timeout_s = timeout_s
         self.description = f"{scheme}://{target} model {model_name}"
-        self.class_names = None
+        self.class_names: Optional[tuple[str, ...]] = None
 
     def predict(self, images: list[bytes]) -> list[dict[str, Any]]:
         request = serving_api.predict_request(images, *self._model)
@@ -378,8 +378,12 @@ def make_backend(settings: PredictSettings) -> Backend:
     if settings.rest_url:
         return RestBackend(settings.rest_url, settings.model_name, settings.version, settings.label,
                            settings.timeout_s, settings.ca_cert, settings.client_cert, settings.client_key)
-    return GrpcBackend(settings.grpc_target, settings.model_name, settings.version, settings.label,
-                       settings.timeout_s, settings.tls, settings.ca_cert, settings.client_cert, settings.client_key)
+    if settings.grpc_target:
+        return GrpcBackend(settings.grpc_target, settings.model_name, settings.version, settings.label,
+                           settings.timeout_s, settings.tls, settings.ca_cert, settings.client_cert,
+                           settings.client_key)
+    # PredictSettings refuses this already; said again here rather than passing None on as a target
+    raise PredictError("give exactly one of --model DIR, --rest URL, --grpc HOST:PORT", EXIT_CONFIG)
 
 
 # -------------------------------------------------------------------------------------------------- the command
@@ -495,7 +499,7 @@ def _predict_isolating(predict: Callable[[list[bytes]], list[dict[str, Any]]],
                        images: list[bytes]) -> list[dict[str, Any] | str]:
     """Predictions, or for each image the model rejects, its error message."""
     try:
-        return predict(images)
+        return [*predict(images)]  # a list of dicts is not a list[dict | str] to the checker: lists are invariant
     except BadInput as e:
         if len(images) == 1:
             return [str(e)]

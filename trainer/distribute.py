@@ -79,11 +79,12 @@ def choose_precision(setting: str, gpus: Sequence[object], flags: frozenset[str]
         return Precision(setting, f"precision={setting}")
     if gpus:
         capabilities = [capability(gpu) for gpu in gpus]
-        if all(c is not None and c >= MIN_FLOAT16_CAPABILITY for c in capabilities):
-            lowest = min(capabilities)
+        known = [c for c in capabilities if c is not None]
+        if len(known) == len(capabilities) and min(known) >= MIN_FLOAT16_CAPABILITY:
+            lowest = min(known)
             return Precision("float16", f"auto: GPU compute capability {lowest[0]}.{lowest[1]} >= 7.0")
-        known = [f"{c[0]}.{c[1]}" for c in capabilities if c is not None]
-        return Precision("float32", f"auto: GPU compute capability {', '.join(known) or 'unknown'}, not >= 7.0")
+        listed = [f"{c[0]}.{c[1]}" for c in known]
+        return Precision("float32", f"auto: GPU compute capability {', '.join(listed) or 'unknown'}, not >= 7.0")
     native = [flag for flag in CPU_BF16_FLAGS if flag in flags]
     if native:
         return Precision("bfloat16", f"auto: {native[0]}")

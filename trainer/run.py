@@ -77,14 +77,17 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 def _train_and_export(fn_args: tfx.components.FnArgs, cfg: TrainerConfig, strategy: tf.distribute.Strategy,
                       gpus: list, workers: Optional[cluster.Cluster]) -> None:
     chief = workers is None or workers.is_chief
-    scratch = None if chief else tempfile.mkdtemp(prefix=f"tokenlearner-worker{workers.worker_id()}-")
-    if scratch:
+    scratch: Optional[str] = None
+    if workers is not None and not chief:
+        scratch = tempfile.mkdtemp(prefix=f"tokenlearner-worker{workers.worker_id()}-")
         log.info("%s is not the chief: it writes its model and logs into %s and removes them", workers.describe(),
                  scratch)
     try:
         _fit_and_export(fn_args, cfg, strategy, gpus, workers, chief,
-                        model_run_dir=fn_args.model_run_dir if chief else os.path.join(scratch, "model_run"),
-                        serving_model_dir=fn_args.serving_model_dir if chief else os.path.join(scratch, "serving"))
+                        model_run_dir=(fn_args.model_run_dir if scratch is None
+                                       else os.path.join(scratch, "model_run")),
+                        serving_model_dir=(fn_args.serving_model_dir if scratch is None
+                                           else os.path.join(scratch, "serving")))
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -127,8 +130,8 @@ def _fit_and_export(fn_args: tfx.components.FnArgs, cfg: TrainerConfig, strategy
     # MirroredStrategy on >1 GPU, MultiWorkerMirroredStrategy on several workers; the dtype policy
     with distribute.training_scope(cfg, gpus, precision=precision, strategy=strategy):
         model = compile_model(fit_cfg, steps_per_epoch=steps_per_epoch, jit_compile=jit_compile.on)
-        if start.warm:  # a killed warm start that resumes gets its epoch checkpoint's weights at fit's start
-            warm_start.load_weights(model, start.base_model)
+        if start.base_model is not None:  # warm: a killed warm start that resumes gets its epoch checkpoint's
+            warm_start.load_weights(model, start.base_model)  # weights at fit's start
     log.info("model %s: %d parameters; %d training / %d validation examples; global batch %d; config %s", model.name,
              model.count_params(), num_train, num_eval, global_batch, json.dumps(cfg.to_dict()))
     # model_stats.json: parameters, GFLOPs (two conventions), training precision and XLA

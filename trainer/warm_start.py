@@ -253,6 +253,8 @@ def save(model: keras.Model, cfg: TrainerConfig, run: Plan, serving_model_dir: s
 def reexport(run: Plan, serving_model_dir: str, model_run_dir: str) -> None:
     """No new data (`run.unchanged`): `serving_model_dir`'s Model artifact becomes a copy of the base's (SavedModel
     and warm-start files), with this execution's facts, which say where the weights were trained (`trained_in`)."""
+    if run.base_model is None:  # plan() never makes one: "unchanged" is a warm start with nothing to learn
+        raise ValueError(f"nothing to re-export: the plan has no base model ({run.message})")
     _copy_tree(run.base_model, serving_model_dir)
     source, directory = artifact_dir(run.base_model), artifact_dir(serving_model_dir)
     tf.io.gfile.makedirs(directory)
