@@ -171,11 +171,12 @@ def _stopped_on_drift(error: BaseException) -> bool:
     from components.validator import DriftError  # TFDV: loaded by the pipeline run already
 
     seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, DriftError):
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DriftError):
             return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
     return False
 
 

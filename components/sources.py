@@ -54,7 +54,8 @@ def tar_members(path: Path) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]
                                     f"than {MAX_TOTAL_BYTES / 2**30:g} GiB, more than ingestion takes from one "
                                     f"source")
                 yield tar, member
-                tar.members = []
+                # TarFile.members is real but undeclared in typeshed's tarfile stub
+                tar.members = []  # type: ignore[attr-defined]
     except READ_ERRORS as e:
         raise DataError(f"{path}: not a readable tar archive, or truncated ({_one_line(e)})") from e
 
@@ -64,7 +65,10 @@ def read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, where: str, limit
     if member.size > limit:
         raise DataError(f"{where}: {member.size:,} bytes, more than the {limit:,} allowed for this file")
     try:
-        return tar.extractfile(member).read()
+        stream = tar.extractfile(member)
+        if stream is None:  # a folder, link or device: no bytes of its own
+            raise DataError(f"{where}: not a regular file in the archive")
+        return stream.read()
     except READ_ERRORS as e:
         raise DataError(f"{where}: cannot read it from the archive, truncated or corrupt ({_one_line(e)})") from None
 
