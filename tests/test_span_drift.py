@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,6 @@ import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from PIL import Image
-from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import types
 from tfx.types import standard_artifacts
 
@@ -38,19 +38,20 @@ SKEWED = [3 if i % 2 else i % 10 for i in range(200)]  # class 3 at 0.5 instead 
 
 
 def span_stats(labels, brightness_mean=120.0, size=32, seed=0):
-    """A span's statistics as ingestion computes them (span_stats_lib.load): label categorical, height, width
-    (int), brightness (float, mean pixel 0..255)."""
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-    schema = schema_pb2.Schema()
-    schema.feature.add(name="label", type=schema_pb2.INT).int_domain.is_categorical = True
-    for name in ("height", "width"):
-        schema.feature.add(name=name, type=schema_pb2.INT)
-    schema.feature.add(name="brightness", type=schema_pb2.FLOAT)
-    frame = pd.DataFrame({"label": np.asarray(labels, np.int64), "height": np.full(n, size, np.int64),
-                          "width": np.full(n, size, np.int64),
-                          "brightness": rng.normal(brightness_mean, 15.0, n).clip(0, 255).astype(np.float32)})
-    return tfdv.generate_statistics_from_dataframe(frame, tfdv.StatsOptions(schema=schema))
+    """A span's statistics as ingestion writes them (span_stats_lib.compute, what `data` and `--append` keep in
+    spans/span-N.stats.pb), of a shard of one PNG per label: `size` x `size` pixels of one grey level drawn around
+    `brightness_mean` (that level is the image's brightness)."""
+    levels = np.random.default_rng(seed).normal(brightness_mean, 15.0, len(labels)).round().clip(0, 255)
+    with tempfile.TemporaryDirectory() as folder:
+        shard = Path(folder) / contract.shard_name(0, 0, 1)
+        with tf.io.TFRecordWriter(str(shard), tf.io.TFRecordOptions(compression_type="GZIP")) as writer:
+            for label, level in zip(labels, levels):
+                png = io.BytesIO()
+                Image.fromarray(np.full((size, size, 3), level, np.uint8)).save(png, format="PNG")
+                writer.write(tf.train.Example(features=tf.train.Features(feature={
+                    "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png.getvalue()])),
+                    "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))})).SerializeToString())
+        return span_stats_lib.compute([shard], 0)
 
 
 def drift_error(previous, current, **thresholds) -> str | None:
@@ -207,28 +208,42 @@ def test_alike_spans_pass_and_log_their_distances(tmp_path, caplog):
 
 # ------------------------------------------------------------------------------------------ in the executor
 
-def _validate(tmp_path: Path, exec_properties: dict) -> None:
+def _validate(tmp_path: Path, exec_properties: dict) -> dict:
     """The gated executor on valid split statistics (curated schema, 100 balanced images), with the span drift
-    settings."""
+    settings; the Anomalies it recorded per split."""
     image = _png(100)
     records = [tf.train.Example(features=tf.train.Features(feature={
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 10]))})).SerializeToString()
         for i in range(100)]
-    run_gating_validator(tmp_path, {"train": records}, open(schema_lib.resolve(schema_lib.PACKAGED_SCHEMA)).read(),
-                         exec_properties)
+    return run_gating_validator(tmp_path, {"train": records},
+                                open(schema_lib.resolve(schema_lib.PACKAGED_SCHEMA)).read(), exec_properties)
 
 
-def test_the_executor_stops_on_drift_before_validating_the_splits(tmp_path):
+def test_the_executor_stops_on_drift_before_validating_the_splits(tmp_path, caplog):
     dataset = dataset_with_spans(tmp_path / "data", (BALANCED[:100], 100), (SKEWED[:100], 100))
     settings = {DATA_ROOT_KEY: str(dataset), TRAIN_SPANS_KEY: 0, SPAN_LABEL_DRIFT_KEY: 0.1,
                 SPAN_IMAGE_DRIFT_KEY: 0.1, ACCEPT_DRIFT_KEY: 0}
-    with pytest.raises(DriftError, match=r"^drift between span 0 and span 1: feature 'label': L-infinity distance "
-                                         r"0\.4 > span_label_drift 0\.1 \(set accept_drift=true to train on it\)$"):
+    line = ("drift between span 0 and span 1: feature 'label': L-infinity distance 0.4 > span_label_drift 0.1 "
+            "(set accept_drift=true to train on it)")
+    with pytest.raises(DriftError, match=f"^{re.escape(line)}$"):
         _validate(tmp_path / "stop", settings)
-    _validate(tmp_path / "accept", {**settings, ACCEPT_DRIFT_KEY: 1})
-    _validate(tmp_path / "window", {**settings, TRAIN_SPANS_KEY: 1})
-    _validate(tmp_path / "no-spans", {})  # no data_root: the split checks only, as before spans
+
+    def said(level=logging.INFO) -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "components.validator" and r.levelno >= level]
+
+    with caplog.at_level(logging.INFO, logger="components.validator"):
+        # Before the acceptance below, which the dataset may keep: the window of one span compares nothing.
+        window = _validate(tmp_path / "window", {**settings, TRAIN_SPANS_KEY: 1})
+        assert said() == []
+        accepted = _validate(tmp_path / "accept", {**settings, ACCEPT_DRIFT_KEY: 1})
+        assert said(logging.WARNING) == [line]
+        caplog.clear()
+        no_spans = _validate(tmp_path / "no-spans", {})  # no data_root: the split checks only, as before spans
+        assert said() == []
+    # Each went on to the split checks, which found the 100 balanced images valid.
+    for recorded in (window, accepted, no_spans):
+        assert list(recorded) == ["train"] and not recorded["train"].anomaly_info, recorded
 
 
 # ------------------------------------------------------------------------------------------------ settings
