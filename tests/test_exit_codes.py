@@ -131,6 +131,17 @@ def test_flops_exits_0_with_the_models_parameters(capsys):
     assert out[1] == "parameters          33,050 (33,050 trainable)"  # README: tiny is a 33k-parameter model
 
 
+def test_compile_exits_0_printing_each_tasks_limits_then_the_spec(tmp_path, capsys):
+    spec = tmp_path / "pipeline.json"
+    code, out, err = main(["compile", "--target", "kubeflow", "--preset", "tiny", "--image", "img", "--data-root",
+                           "gs://bucket/data", "--output", "gs://bucket/out", "--set", "class_names=cifar10", "--out", str(spec)],
+                          capsys)
+    assert code == 0, err
+    assert re.match(r"^Trainer\s+cpu \d+, memory [\d.]+ GiB", next(line for line in out if line.startswith("Trainer")))
+    assert re.match(r"^\w+\s+(cpu \d+, memory|no limits)", out[0]), out
+    assert out[-1] == str(spec) and spec.is_file()
+
+
 # ------------------------------------------------------------------------------ 2: bad arguments, input or settings
 
 # (command line, first line of the error); {tmp} is the test's tmp_path. Nothing is run.
