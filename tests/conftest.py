@@ -50,10 +50,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _report(output: Path, run_id: str, out: Path) -> Path:
-    """`tokenlearner report --output OUTPUT --run RUN_ID --out OUT`, in this interpreter; it must exit 0."""
+    """`tokenlearner report --output OUTPUT --run RUN_ID --out OUT`, in this interpreter; it must exit 0 printing
+    the page's path (docs/reliability.md's exit-code table: `report` 0)."""
+    import contextlib
+    import io
+
     import cli
 
-    assert cli.main(["report", "--output", str(output), "--run", run_id, "--out", str(out)]) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["report", "--output", str(output), "--run", run_id, "--out", str(out)])
+    assert code == 0 and printed.getvalue().splitlines()[-1] == str(out / "report.html"), printed.getvalue()
     return out
 
 
