@@ -257,10 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     report_cli.add_report_arguments(p)
     p.set_defaults(func=report_cli.report_from_args)
 
-    p = sub.add_parser("history", help="every run of the pipeline: spans trained on, warm start, test accuracy, "
-                                       "blessing, version pushed")
+    p = sub.add_parser("history", help="every run of the pipeline: spans trained on, drift check, warm start, test "
+                                       "accuracy, blessing, version pushed")
     report_cli.add_history_arguments(p)
     p.set_defaults(func=report_cli.history_from_args)
+
+    p = sub.add_parser("spans", help="a dataset's spans: each span's statistics and the drift between two spans",
+                       description=report_cli.SPANS_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    report_cli.add_spans_arguments(p)
+    p.set_defaults(func=report_cli.spans_from_args)
 
     p = sub.add_parser("tensorboard", help="print (--launch: run) the TensorBoard command for a run's Trainer logs")
     report_cli.add_tensorboard_arguments(p)

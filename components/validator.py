@@ -11,7 +11,10 @@ dataset's spans, the newest `train_spans` of them): the class shares (L-infinity
 width and mean brightness (Jensen-Shannon divergence), from each span's statistics that ingestion wrote
 (`span_stats.load`). A new span unlike the one before it stops the run before anything trains, with one
 line naming both spans, the feature and its distance (`DriftError`, which `tokenlearner run` exits on with
-EXIT_DRIFT); `accept_drift` turns that line into a warning. One span in the window: nothing to compare. This check
+EXIT_DRIFT); `accept_drift` turns that line into a warning, and the dataset keeps the acceptance
+(`spans/span-N.accepted.json`): later runs do not stop on span N again. Each decision is recorded with the run
+(components/drift_records.py: on the ExampleAnomalies artifact, or on the failed execution for a stop), which the
+run summary, `tokenlearner history` and the report show. One span in the window: nothing to compare. This check
 comes first; the split checks above still apply to a window whose drift was accepted (a span whose training images
 are skewed but whose test images are not then fails them).
 """
@@ -33,8 +36,12 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils, writer_utils
 
-from components import datasets, span_stats
+from components import datasets, drift_records, span_stats
+from components.drift_records import (  # noqa: F401  (FeatureDrift, drift_message: this module's API too)
+    ACCEPT_DRIFT_KEY, ACCEPT_SETTING, ACCEPTED, ACCEPTED_EARLIER, ALIKE, DEFAULT_SPAN_DRIFT, SPAN_CHECK_PROPERTY,
+    SPAN_IMAGE_DRIFT_KEY, SPAN_LABEL_DRIFT_KEY, STOPPED, FeatureDrift, SpanCheck, drift_message)
 from trainer.contract import SPAN_IMAGE_FEATURES, SPLIT_PREFIX, TRAIN, span_stats_path
+from trainer.exit_codes import EXIT_DRIFT
 from trainer.features import LABEL_KEY
 
 log = logging.getLogger(__name__)
@@ -44,20 +51,48 @@ LABEL_DRIFT_THRESHOLD_KEY = "label_drift_threshold"  # the execution parameter (
 # The span drift check's execution parameters, named as PipelineConfig's fields (data_root None: no span check).
 DATA_ROOT_KEY = "data_root"
 TRAIN_SPANS_KEY = "train_spans"
-SPAN_LABEL_DRIFT_KEY = "span_label_drift"
-SPAN_IMAGE_DRIFT_KEY = "span_image_drift"
-ACCEPT_DRIFT_KEY = "accept_drift"  # an int 0/1: TFX execution properties have no booleans
-DEFAULT_SPAN_DRIFT = 0.1  # PipelineConfig's default for both thresholds
+# SPAN_LABEL_DRIFT_KEY, SPAN_IMAGE_DRIFT_KEY and ACCEPT_DRIFT_KEY (an int 0/1: TFX execution properties have no
+# booleans) come from drift_records, whose records name the same settings.
 
 
 class DataValidationError(RuntimeError):
     """Raised by the validator: the message is the one-line summary of every anomaly."""
 
 
-class DriftError(DataValidationError):
+def _recorded_failure() -> type:
+    """The exception class whose ExecutorOutput TFX's launcher records on the failed execution (a private class of
+    tfx.orchestration.portable.launcher, TFX 1.16; tests/test_span_loop.py reads the record back through
+    `tokenlearner history`): any other exception leaves a failed execution without a word of why. Exception
+    where TFX lacks it: the run still stops, unrecorded."""
+    try:
+        from tfx.orchestration.portable import launcher
+    except ImportError:
+        return Exception
+    found = getattr(launcher, "_ExecutionFailedError", None)
+    return found if isinstance(found, type) and issubclass(found, Exception) else Exception
+
+
+class DriftError(DataValidationError, _recorded_failure()):  # type: ignore[misc]
     """The newest span of the training window differs from the one before it beyond the run's thresholds: the
     data may be fine, so `tokenlearner run` exits with its own code (EXIT_DRIFT) and the message says how to accept
-    it."""
+    it. `check` is the record of the stop; it travels as `executor_output` (an ExecutionResult with the message and
+    the record), which TFX's launcher stores on the failed ExampleValidator execution."""
+
+    def __init__(self, message: str, check: Optional[SpanCheck] = None):
+        Exception.__init__(self, message)
+        self.check = check
+
+    @property
+    def executor_output(self):
+        from google.protobuf import struct_pb2
+        from tfx.proto.orchestration import execution_result_pb2
+
+        result = execution_result_pb2.ExecutionResult(code=EXIT_DRIFT, result_message=str(self))
+        if self.check is not None:
+            record = struct_pb2.Struct()
+            record.update(self.check.to_dict())
+            result.metadata_details.add().Pack(record)
+        return execution_result_pb2.ExecutorOutput(execution_result=result)
 
 
 def _explain(info) -> str:
@@ -85,41 +120,6 @@ def describe(split: str, anomalies: anomalies_pb2.Anomalies) -> list[str]:
     if anomalies.HasField("dataset_anomaly_info"):
         problems.append(f"split '{split}': dataset: {_explain(anomalies.dataset_anomaly_info)}")
     return problems
-
-
-@dataclasses.dataclass(frozen=True)
-class FeatureDrift:
-    """One feature's distance between two spans, as TFDV's drift comparator measured it, and the setting it is
-    held to."""
-
-    feature: str
-    distance: float
-    threshold: float
-
-    @property
-    def measure(self) -> str:
-        return "L-infinity distance" if self.feature == LABEL_KEY else "Jensen-Shannon divergence"
-
-    @property
-    def setting(self) -> str:
-        return SPAN_LABEL_DRIFT_KEY if self.feature == LABEL_KEY else SPAN_IMAGE_DRIFT_KEY
-
-    @property
-    def exceeded(self) -> bool:
-        return self.distance > self.threshold
-
-    def describe(self) -> str:
-        return (f"feature '{self.feature}': {self.measure} {_distance_text(self.distance, self.threshold)} > "
-                f"{self.setting} {self.threshold:g}")
-
-
-def _distance_text(distance: float, threshold: float) -> str:
-    """Two significant digits, more when that would round a distance above the threshold down to it (0.1 > 0.1)."""
-    for digits in range(2, 10):
-        text = f"{distance:.{digits}g}"
-        if float(text) > threshold:
-            return text
-    return repr(distance)
 
 
 def check_span_drift_settings(train_spans: int, span_label_drift: float, span_image_drift: float) -> None:
@@ -178,30 +178,33 @@ def span_drift(previous: statistics_pb2.DatasetFeatureStatisticsList,
             for name in names]
 
 
-def drift_message(previous_span: int, current_span: int, drifts: Sequence[FeatureDrift]) -> Optional[str]:
-    """The one line naming both spans and every feature beyond its threshold; None when none is."""
-    beyond = [d.describe() for d in drifts if d.exceeded]
-    if not beyond:
-        return None
-    return (f"drift between span {previous_span} and span {current_span}: {'; '.join(beyond)} "
-            f"(set {ACCEPT_DRIFT_KEY}=true to train on it)")
-
-
 def window_spans(spans: Sequence[int], train_spans: int) -> list[int]:
     """The training window: the newest `train_spans` spans (0: every span), oldest first."""
     ordered = sorted(set(spans))
     return ordered[-train_spans:] if train_spans > 0 else ordered
 
 
-def check_span_drift(data_root: str, train_spans: int = 0, span_label_drift: float = DEFAULT_SPAN_DRIFT,
-                     span_image_drift: float = DEFAULT_SPAN_DRIFT, accept_drift: bool = False) -> Optional[str]:
-    """Compares the two newest spans of the training window of the dataset at `data_root`. Raises DriftError with
-    the one-line message (a warning instead with `accept_drift`), which it returns; None when the window has one
-    span or the spans are alike."""
+def span_check(data_root: str, train_spans: int = 0, span_label_drift: float = DEFAULT_SPAN_DRIFT,
+               span_image_drift: float = DEFAULT_SPAN_DRIFT, accept_drift: bool = False,
+               run_id: str = "") -> Optional[SpanCheck]:
+    """Compares the two newest spans of the training window of the dataset at `data_root`: None when the window
+    has one span; the record (`alike`, `accepted` with `accept_drift`, or `accepted earlier` when the dataset has an
+    acceptance record of the newest span against the same previous span: not measured again) otherwise. A drift
+    beyond a threshold without `accept_drift` raises DriftError with the one-line message and the `stopped` record.
+    Writes nothing: the executor records an acceptance once the run gets past its split checks."""
     window = window_spans([entry["span"] for entry in datasets.load_spans(data_root)], train_spans)
     if len(window) < 2:
         return None
     previous_span, current_span = window[-2:]
+    try:
+        accepted = drift_records.read_acceptance(data_root, current_span)
+    except drift_records.RecordError as e:
+        raise DataValidationError(str(e)) from None
+    if accepted is not None and accepted.previous_span == previous_span:
+        log.info("span %d: drift from span %d accepted by run %s (%s, %s): not checked again", current_span,
+                 previous_span, accepted.run_id or "?", accepted.accepted_by,
+                 os.path.join(data_root, drift_records.accepted_path(current_span)))
+        return dataclasses.replace(accepted, verdict=ACCEPTED_EARLIER)
     previous = span_stats.load(data_root, previous_span)
     current = span_stats.load(data_root, current_span)
     try:
@@ -209,15 +212,40 @@ def check_span_drift(data_root: str, train_spans: int = 0, span_label_drift: flo
     except ValueError as e:
         paths = " and ".join(os.path.join(data_root, span_stats_path(span)) for span in (previous_span, current_span))
         raise DataValidationError(f"span drift check of {paths}: {e}") from None
-    message = drift_message(previous_span, current_span, drifts)
+    check = SpanCheck(previous_span, current_span, tuple(drifts), ALIKE, run_id=run_id,
+                      decided_utc=drift_records.now_utc())
+    message = check.message
     if message is None:
         log.info("no drift between span %d and span %d: %s", previous_span, current_span,
                  ", ".join(f"{d.feature} {d.distance:.2g}" for d in drifts))
-    elif accept_drift:
-        log.warning("%s", message)
-    else:
-        raise DriftError(message)
-    return message
+        return check
+    if not accept_drift:
+        raise DriftError(message, dataclasses.replace(check, verdict=STOPPED))
+    log.warning("%s", message)
+    return dataclasses.replace(check, verdict=ACCEPTED, accepted_by=ACCEPT_SETTING)
+
+
+def check_span_drift(data_root: str, train_spans: int = 0, span_label_drift: float = DEFAULT_SPAN_DRIFT,
+                     span_image_drift: float = DEFAULT_SPAN_DRIFT, accept_drift: bool = False) -> Optional[str]:
+    """`span_check`'s drift line: raises DriftError with it, or returns it when `accept_drift` passed it (after
+    logging it as a warning); None when the window has one span, the spans are alike or the drift was accepted
+    earlier."""
+    check = span_check(data_root, train_spans, span_label_drift, span_image_drift, accept_drift)
+    return check.message if check is not None and check.verdict == ACCEPTED else None
+
+
+def record_acceptance(data_root: str, check: SpanCheck) -> None:
+    """Keeps `check` (verdict `accepted`) as the dataset's acceptance record of its span, so that later runs do
+    not stop on it again; a dataset folder that cannot be written to gets a warning (this run still trains)."""
+    try:
+        path = drift_records.write_acceptance(data_root, check)
+    except Exception as e:  # noqa: BLE001 - tf.errors.* or OSError: the run goes on, the warning says what is lost
+        log.warning("%s: could not record the acceptance of span %d's drift (%s); the next run without %s stops "
+                    "on it again", os.path.join(data_root, drift_records.accepted_path(check.span)), check.span,
+                    getattr(e, "message", None) or e, ACCEPT_SETTING)
+        return
+    log.info("span %d: drift from span %d accepted with %s; recorded in %s", check.span, check.previous_span,
+             ACCEPT_SETTING, path)
 
 
 class GatingExecutor(validator_executor.Executor):
@@ -232,16 +260,25 @@ class GatingExecutor(validator_executor.Executor):
         # Before the split checks: a new span unlike the last one also moves the window's training split away from
         # its test split, and the line naming the span says what changed (DriftError: EXIT_DRIFT, not 1). Once the
         # drift is accepted, the split checks still hold the splits to each other.
-        if exec_properties.get(DATA_ROOT_KEY):
-            check_span_drift(exec_properties[DATA_ROOT_KEY], int(exec_properties.get(TRAIN_SPANS_KEY) or 0),
-                             _threshold(exec_properties, SPAN_LABEL_DRIFT_KEY),
-                             _threshold(exec_properties, SPAN_IMAGE_DRIFT_KEY),
-                             bool(exec_properties.get(ACCEPT_DRIFT_KEY)))
+        check = None
+        data_root: str = exec_properties.get(DATA_ROOT_KEY) or ""
+        if data_root:
+            run_id = (self._context.pipeline_run_id if self._context is not None else None) or ""
+            check = span_check(data_root, int(exec_properties.get(TRAIN_SPANS_KEY) or 0),
+                               _threshold(exec_properties, SPAN_LABEL_DRIFT_KEY),
+                               _threshold(exec_properties, SPAN_IMAGE_DRIFT_KEY),
+                               bool(exec_properties.get(ACCEPT_DRIFT_KEY)), run_id=run_id)
         result = super().Do(input_dict, output_dict, exec_properties)
+        anomalies = artifact_utils.get_single_instance(output_dict[standard_component_specs.ANOMALIES_KEY])
         if self._problems:
-            anomalies_uri = artifact_utils.get_single_uri(output_dict[standard_component_specs.ANOMALIES_KEY])
             raise DataValidationError(f"data validation failed: {'; '.join(self._problems)} "
-                                      f"(details: {anomalies_uri})")
+                                      f"(details: {anomalies.uri})")
+        if check is not None:
+            # The run's record (history, summary, report); an acceptance also the dataset's, once the split checks
+            # passed: this run trains on the span.
+            anomalies.set_string_custom_property(SPAN_CHECK_PROPERTY, check.to_json())
+            if check.verdict == ACCEPTED:
+                record_acceptance(data_root, check)
         return result
 
     def _Validate(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> anomalies_pb2.Anomalies:

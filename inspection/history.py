@@ -1,9 +1,12 @@
-"""The loop, run by run, from ML Metadata: which spans each run trained on, whether it warm-started, its test
-accuracy, whether it was blessed and which version it pushed (`tokenlearner report` and `tokenlearner history`).
+"""The loop, run by run, from ML Metadata: which spans each run trained on, what the drift check between its newest
+two spans decided, whether it warm-started, its test accuracy, whether it was blessed and which version it pushed
+(`tokenlearner report` and `tokenlearner history`).
 
-The spans come from the `spans` custom property the ExampleGen writes on its Examples artifact
-(components/span_example_gen.py): for a pushed model that is its lineage, PushedModel <- Pusher <- Model <- Trainer
-<- Examples. Warm start or not is what the Trainer wrote in its ModelRun's training.json (trainer/warm_start.py).
+The drift check's verdict is the validator's record (components/drift_records.py): stopped (with the feature,
+distance and threshold), accepted (and by which setting), accepted earlier, or no drift. The spans come from the
+`spans` custom property the ExampleGen writes on its Examples artifact (components/span_example_gen.py): for a
+pushed model that is its lineage, PushedModel <- Pusher <- Model <- Trainer <- Examples. Warm start or not is
+what the Trainer wrote in its ModelRun's training.json (trainer/warm_start.py).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ class LoopRow:
     run_id: str
     started_utc: str
     spans: str  # "0,1": the spans the run read (its training window); "" when its ExampleGen did not finish
+    span_check: str  # the drift check's verdict (drift_records.SpanCheck.summary); "" when none ran
     warm_start: str  # "from model 12 (span 0)", "scratch: <why>", or "" when the Trainer did not run
     accuracy: Optional[float]
     blessed: Optional[bool]
@@ -38,13 +42,15 @@ def loop_history(config: PipelineConfig, store) -> list[LoopRow]:
         started = datetime.datetime.fromtimestamp(context.create_time_since_epoch / 1e3, datetime.timezone.utc)
         rows.append(LoopRow(
             run_id=run.run_id, started_utc=started.strftime("%Y-%m-%d %H:%M"), spans=summary.spans_of(run),
+            span_check=run.span_check.summary() if run.span_check is not None else "",
             warm_start=summary.warm_start_of(run), accuracy=run.accuracy, blessed=run.blessed,
             pushed_version=os.path.basename(run.pushed_to) if run.pushed_to else "",
             stopped=run.not_pushed_reason))
     return rows
 
 
-HEADER = ("run", "started (UTC)", "spans", "start", "test acc.", "blessed", "pushed")
+HEADER = ("run", "started (UTC)", "spans", "span check", "start", "test acc.", "blessed", "pushed")
+ACCURACY_COLUMN = HEADER.index("test acc.")
 
 
 def cells(row: LoopRow) -> tuple[str, ...]:
@@ -52,7 +58,8 @@ def cells(row: LoopRow) -> tuple[str, ...]:
     blessed = {True: "yes", False: "no", None: "–"}[row.blessed]
     accuracy = f"{row.accuracy:.4f}" if row.accuracy is not None else "–"
     pushed = f"version {row.pushed_version}" if row.pushed_version else f"no: {row.stopped}" if row.stopped else "no"
-    return (row.run_id, row.started_utc, row.spans or "–", row.warm_start or "–", accuracy, blessed, pushed)
+    return (row.run_id, row.started_utc, row.spans or "–", row.span_check or "–", row.warm_start or "–", accuracy,
+            blessed, pushed)
 
 
 def render(rows: list[LoopRow]) -> str:

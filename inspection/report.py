@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 from ml_metadata.proto import metadata_store_pb2
 
+from components.drift_records import SpanCheck
 from pipeline.config import PipelineConfig
 from inspection import report_figures as figures
 from inspection import history as loop_history_lib, report_html, run_store, summary
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 HISTORY_METRICS = ("loss", "accuracy")  # and the top-k metric (figures.TOP_K_METRIC: top5_accuracy for CIFAR-10)
 _ACCURACY = "sparse_categorical_accuracy"
 _TOP_K = "sparse_top_k_categorical_accuracy"  # TFMA's name whatever k is (pipeline.eval_config: cfg.top_k)
+BASELINE_MODEL_KEY = "baseline_model"  # the Evaluator's input (tfx standard_component_specs.BASELINE_MODEL_KEY)
 
 
 class ReportError(ValueError):
@@ -80,6 +82,16 @@ def lineage(store, start_ids: list[int]) -> list[LineageRow]:
             queue.extend(inputs)
         rows.append(LineageRow(artifact_id, type_name, artifact.uri, producer, inputs))
     return rows
+
+
+def evaluator_baseline(store, run: summary.RunSummary) -> Optional[metadata_store_pb2.Artifact]:
+    """The Model artifact the run's Evaluator compared with: its `baseline_model` input as ML Metadata recorded it
+    (the resolver's output is recorded as an internal output, not one a run lists); None on a first run."""
+    step = _step(run, contract.EVALUATOR)
+    if step is None or not step.execution_id:
+        return None
+    found = run_store.input_artifacts(store, step.execution_id, BASELINE_MODEL_KEY)
+    return found[0] if found else None
 
 
 def trainer_config(store, model_artifact_id: int, fallback: TrainerConfig) -> TrainerConfig:
@@ -278,10 +290,11 @@ def _fmt(value: Optional[float], pattern: str = "{:.4f}") -> str:
 
 def _facts(config: PipelineConfig, run: summary.RunSummary, cfg: TrainerConfig, *, params: int, stats: dict,
            overall: dict[str, float], history: dict[str, list[float]], best_epoch: Optional[int], baseline,
-           serving_dir: str, times: Optional[summary.EpochTimes] = None, unchanged_from: Optional[str] = None
-           ) -> list[tuple[str, list[tuple[str, str]]]]:
+           serving_dir: str, times: Optional[summary.EpochTimes] = None, unchanged_from: Optional[str] = None,
+           baseline_version: Optional[str] = None) -> list[tuple[str, list[tuple[str, str]]]]:
     """The model card: (section, [(fact, value)]). `unchanged_from`: the model a Trainer without new data
-    re-exported (its training facts), whose training `times` and curves are those the card shows."""
+    re-exported (its training facts), whose training `times` and curves are those the card shows. `baseline`: the
+    Model artifact the Evaluator compared with (None: none), published as `baseline_version`."""
     if cfg.token_learner == "none":
         variant = f"ViT without TokenLearner ({cfg.num_patches} tokens in every block)"
         tokens = f"{cfg.num_patches}"
@@ -316,6 +329,7 @@ def _facts(config: PipelineConfig, run: summary.RunSummary, cfg: TrainerConfig, 
             ("limit", str(manifest.get("limit") or "all images")),
             *[(f"{split} examples", f"{count:,}") for split, count in run.examples.items()],
             ("anomalies", ", ".join(run.anomalies) or "none"),
+            ("span check", _span_check_text(getattr(run, "span_check", None))),
         ]),
         ("Recipe", [
             ("epochs · batch", f"{cfg.epochs} · {cfg.batch_size}"),
@@ -344,7 +358,9 @@ def _facts(config: PipelineConfig, run: summary.RunSummary, cfg: TrainerConfig, 
             ("thresholds", f"accuracy ≥ {config.blessing_floor:.4g}"
                            + (" (relative to chance, 1/N)" if config.accuracy_floor is None else "")
                            + f", at most {config.regression_tolerance:g} below the baseline"),
-            ("baseline model", f"artifact #{baseline.id}" if baseline is not None else "none (first blessed model)"),
+            ("baseline model", _baseline_text(baseline, baseline_version)),
+            ("test accuracy", _beside_baseline(overall.get(_ACCURACY), getattr(run, "baseline_accuracy", None),
+                                               baseline is not None)),
             ("pushed version", os.path.basename(run.pushed_to) if run.pushed_to else f"not pushed {not_pushed}"),
             ("serving path", run.pushed_to or "–"),
         ]),
@@ -357,6 +373,28 @@ def _facts(config: PipelineConfig, run: summary.RunSummary, cfg: TrainerConfig, 
             ("metadata", config.metadata_path),
         ]),
     ]
+
+
+def _span_check_text(check: Optional[SpanCheck]) -> str:
+    return check.summary() if check is not None else "none recorded (one span in the training window, or a run from before the records)"
+
+
+def _baseline_text(baseline, version: Optional[str]) -> str:
+    if baseline is None:
+        return "none (first blessed model)"
+    published = f"version {version}" if version else "not published"
+    return f"Model artifact #{baseline.id} ({published}): {baseline.uri}"
+
+
+def _beside_baseline(candidate: Optional[float], baseline: Optional[float], has_baseline: bool) -> str:
+    """This run's model and the baseline on the same test split (the Evaluator ran both)."""
+    text = f"this model {_fmt(candidate)}"
+    if not has_baseline:
+        return text + " (no baseline to compare with)"
+    text += f", baseline {_fmt(baseline)}"
+    if candidate is not None and baseline is not None:
+        text += f" ({candidate - baseline:+.4f})"
+    return text + ", on this run's test split"
 
 
 # ---- building the report -------------------------------------------------------------------------------------
@@ -443,7 +481,7 @@ def build(config: PipelineConfig, out_dir: str, run_id: Optional[str] = None, ma
     examples = artifact(run, contract.EXAMPLE_GEN, "Examples")
     blessing = artifact(run, contract.EVALUATOR, "ModelBlessing", required=False)
     pushed = artifact(run, contract.PUSHER, "PushedModel", required=False)
-    baseline = artifact(run, contract.RESOLVER, "Model", required=False)
+    baseline = evaluator_baseline(store, run)
     cfg = trainer_config(store, model.id, config.trainer)
     serving_dir = os.path.join(model.uri, contract.SERVING_MODEL_DIR)
     class_names = list(config.class_names)
@@ -459,7 +497,8 @@ def build(config: PipelineConfig, out_dir: str, run_id: Optional[str] = None, ma
     facts = _facts(config, run, cfg, params=keras_model.count_params(), stats=stats, overall=overall,
                    history=history, best_epoch=best_epoch, baseline=baseline, serving_dir=serving_dir,
                    times=summary.epoch_times(trained),
-                   unchanged_from=summary.training_facts(model_run.uri).get("unchanged_from"))
+                   unchanged_from=summary.training_facts(model_run.uri).get("unchanged_from"),
+                   baseline_version=run_store.pushed_version(store, baseline.id) if baseline is not None else None)
     report = Report(config=config, run=run, trainer=cfg, trainer_name=keras_model.name, facts=facts,
                     figures=shown + evaluated + predicted, notes=notes, confusion=matrix, per_class=per_class,
                     lineage=lineage(store, [a.id for a in (pushed, blessing, evaluation) if a is not None]),

@@ -166,10 +166,12 @@ def render(report: Report) -> str:
     ]
     if report.history:
         rows = [[_e(c) for c in history.cells(r)] for r in report.history]
+        table = _table(history.HEADER, rows, numeric=(history.ACCURACY_COLUMN,))
         sections.insert(-2, "<h2>History</h2><p>Every run of this pipeline, oldest first: the spans it trained on, "
-                            "how the Trainer started, the test accuracy, the blessing and the version pushed "
-                            "(ML Metadata; the spans are the ExampleGen's, in every pushed model's lineage).</p>"
-                            f'<div class="wide">{_table(history.HEADER, rows, numeric=(4,))}</div>')
+                            "the drift check between its newest two spans, how the Trainer started, the test "
+                            "accuracy, the blessing and the version pushed (ML Metadata; the spans are the "
+                            "ExampleGen's, in every pushed model's lineage).</p>"
+                            f'<div class="wide">{table}</div>')
     generated = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return f"""<!DOCTYPE html>
 <html lang="en">

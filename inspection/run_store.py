@@ -3,6 +3,9 @@
 - `open_store(config)`: the run's store, read-only SQLite under the pipeline root or the configured MySQL server;
 - `find_run(store, run_id)`: a `pipeline_run` context by id; `LATEST` (or None) is the newest;
 - `node_name(store, execution)`: the graph's node id of an execution (trainer/contract.py), from its node context;
+- `input_artifacts(store, execution_id, key)`: what an execution read as input `key` (the Evaluator's
+  `baseline_model`);
+- `pushed_version(store, model_id)`: the version a Pusher published a Model artifact as;
 - `slice_metrics(uri)`, `overall_metrics(uri)`: TFMA metrics of an Evaluator output, per slice and model;
 - `dataset_manifest(config)`: the dataset's manifest.json (`datasets.load_manifest`), {} when there is none.
 """
@@ -62,6 +65,31 @@ def node_name(store: "mlmd.MetadataStore", execution: metadata_store_pb2.Executi
     """The node id (`Trainer`, `latest_blessed_model_resolver`, ...) of an execution; its type without a node."""
     nodes = [c.name for c in store.get_contexts_by_execution(execution.id) if c.type == "node"]
     return nodes[0].split(".", 1)[-1] if nodes else execution.type  # node contexts are "<pipeline>.<node id>"
+
+
+def input_artifacts(store: "mlmd.MetadataStore", execution_id: int,
+                    key: str) -> list[metadata_store_pb2.Artifact]:
+    """The artifacts execution `execution_id` read as its input `key` (the first step of each INPUT event's path,
+    as TFX records it), in input order."""
+    events = [e for e in store.get_events_by_execution_ids([execution_id])
+              if e.type == metadata_store_pb2.Event.INPUT and e.path.steps and e.path.steps[0].key == key]
+    events.sort(key=lambda e: e.path.steps[1].index if len(e.path.steps) > 1 else 0)
+    found = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    return [found[e.artifact_id] for e in events if e.artifact_id in found]
+
+
+def pushed_version(store: "mlmd.MetadataStore", model_id: int) -> Optional[str]:
+    """The version under the serving folder that a Pusher published Model artifact `model_id` as (a Pusher that
+    found it already published records that version too); None when none did."""
+    readers = {e.execution_id for e in store.get_events_by_artifact_ids([model_id])
+               if e.type == metadata_store_pb2.Event.INPUT}
+    outputs = [e.artifact_id for e in store.get_events_by_execution_ids(sorted(readers))
+               if e.type == metadata_store_pb2.Event.OUTPUT]
+    for artifact in store.get_artifacts_by_id(outputs):
+        properties = artifact.custom_properties
+        if "pushed" in properties and properties["pushed"].int_value and "pushed_version" in properties:
+            return properties["pushed_version"].string_value
+    return None
 
 
 def slice_metrics(uri: str) -> list[tuple[tuple, dict[str, dict[str, float]]]]:

@@ -11,6 +11,8 @@ from typing import Optional
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
+from components import drift_records
+from components.drift_records import SpanCheck
 from pipeline.config import PipelineConfig
 from inspection import run_store
 from inspection.run_store import BASELINE, CANDIDATE, open_store
@@ -27,6 +29,8 @@ class Step:
     status: str
     seconds: float
     outputs: dict  # artifact type name -> list of artifacts
+    execution_id: int = 0
+    error: str = ""  # a failed execution's result message, where its executor left one (a drift stop does)
 
 
 @dataclasses.dataclass
@@ -41,6 +45,8 @@ class RunSummary:
     pushed_to: Optional[str]
     not_pushed_reason: str = ""  # why the Evaluator did not bless, or why nothing was pushed
     top_k: int = 5  # the k of top5_accuracy: min(5, classes - 1), TrainerConfig.top_k
+    span_check: Optional[SpanCheck] = None  # the drift check between the window's newest two spans, when one ran
+    baseline_accuracy: Optional[float] = None  # the Evaluator's baseline model on the same test split
 
 
 def _slice_item(key) -> str:
@@ -83,6 +89,7 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None,
     store = store or open_store(config)
     run = run_store.find_run(store, run_id)
     steps = []
+    span_check: Optional[SpanCheck] = None
     for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.create_time_since_epoch):
         events = [e for e in store.get_events_by_execution_ids([execution.id])
                   if e.type == metadata_store_pb2.Event.OUTPUT]
@@ -90,10 +97,16 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None,
         for artifact in store.get_artifacts_by_id([e.artifact_id for e in events]):
             type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
             outputs.setdefault(type_name, []).append(artifact)
+        error, check = "", None
+        if drift_records.EXECUTION_RESULT_PROPERTY in execution.custom_properties:
+            error, check = drift_records.from_execution_result(
+                execution.custom_properties[drift_records.EXECUTION_RESULT_PROPERTY].string_value)
         steps.append(Step(component=run_store.node_name(store, execution),
                           status=_STATES.get(execution.last_known_state, "?"),
                           seconds=(execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3,
-                          outputs=outputs))
+                          outputs=outputs, execution_id=execution.id, error=error))
+        if check is not None:
+            span_check = check
     produced = {t: a for s in steps for t, a in s.outputs.items()}
     manifest = run_store.dataset_manifest(config)
     examples = {s: v["examples"] for s, v in manifest["splits"].items()} if manifest else {}
@@ -102,6 +115,7 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None,
         if "blessed" in artifact.custom_properties:
             struct = artifact.custom_properties["blessed"].struct_value.fields
             anomalies = sorted(split for split, ok in struct.items() if not ok.number_value)
+        span_check = _recorded_check(artifact) or span_check
     metrics, reason = {}, ""
     for artifact in produced.get("ModelEvaluation", []):
         metrics = run_store.overall_metrics(artifact.uri)
@@ -113,14 +127,46 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None,
     if pushed and pushed[0].custom_properties["pushed"].int_value:
         pushed_to = os.path.join(config.push_dir, pushed[0].custom_properties["pushed_version"].string_value)
     if pushed_to is None and not reason:
-        reason = "the Evaluator did not bless the model" if blessed is False else "the run did not reach the Pusher"
+        reason = _not_reached_reason(steps, span_check, blessed)
     candidate = metrics.get(CANDIDATE, {})
     return RunSummary(
         run_id=run.name, steps=steps, examples=examples, anomalies=anomalies,
         accuracy=candidate.get("sparse_categorical_accuracy"),
         top5_accuracy=candidate.get("sparse_top_k_categorical_accuracy"),
         blessed=blessed, pushed_to=pushed_to, not_pushed_reason="" if pushed_to else reason,
-        top_k=config.trainer.top_k)
+        top_k=config.trainer.top_k, span_check=span_check,
+        baseline_accuracy=metrics.get(BASELINE, {}).get("sparse_categorical_accuracy"))
+
+
+def _recorded_check(anomalies) -> Optional[SpanCheck]:
+    """The span drift check the validator recorded on its ExampleAnomalies artifact (None before the records, or
+    without a second span); an unreadable record counts as none rather than hiding the run."""
+    if drift_records.SPAN_CHECK_PROPERTY not in anomalies.custom_properties:
+        return None
+    try:
+        return SpanCheck.from_json(anomalies.custom_properties[drift_records.SPAN_CHECK_PROPERTY].string_value,
+                                   f"ExampleAnomalies {anomalies.id}")
+    except drift_records.RecordError:
+        return None
+
+
+def _not_reached_reason(steps: list[Step], check: Optional[SpanCheck], blessed: Optional[bool]) -> str:
+    """Why a run without an Evaluator verdict pushed nothing: the drift stop, the component that failed, or that it
+    stopped early (an interrupted run)."""
+    if blessed is False:
+        return "the Evaluator did not bless the model"
+    if check is not None and check.verdict == drift_records.STOPPED:
+        return (f"stopped on drift between span {check.previous_span} and span {check.span} "
+                f"(set {drift_records.ACCEPT_SETTING} to train on it)")
+    failed = next((s for s in steps if s.status == "FAILED"), None)
+    if failed is not None:
+        return f"{failed.component} failed" + (f": {_first_line(failed.error)}" if failed.error else "")
+    return "the run did not reach the Pusher"
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = (text.strip().splitlines() or [""])[0]
+    return line if len(line) <= limit else line[:limit] + " …"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,7 +284,11 @@ def _note(step: Step, summary: RunSummary) -> str:
         spans = spans_of(summary)
         return " · ".join([f"{k} {v:,}" for k, v in summary.examples.items()] + ([f"spans {spans}"] if spans else []))
     if name.startswith(contract.EXAMPLE_VALIDATOR):
-        return f"anomalies in {summary.anomalies}" if summary.anomalies else "no anomalies"
+        check = summary.span_check
+        if step.status == "FAILED":  # it never reached the split checks' verdict
+            return check.summary() if check is not None else _first_line(step.error)
+        found = f"anomalies in {summary.anomalies}" if summary.anomalies else "no anomalies"
+        return f"{found}; {check.summary()}" if check is not None else found
     if name.startswith(contract.TRAINER):
         start = warm_start_of(summary)
         return "; ".join(filter(None, [f"warm start {start}" if start.startswith("from") else start,

@@ -325,3 +325,242 @@ def test_a_wrapped_drift_error_still_counts_as_drift():
     except RuntimeError as outer:
         assert app._stopped_on_drift(outer)
     assert not app._stopped_on_drift(RuntimeError("no"))
+
+
+# ------------------------------------------------------------------------- decisions: recorded and remembered
+
+def _drift_settings(dataset: Path, accept: int = 0) -> dict:
+    return {DATA_ROOT_KEY: str(dataset), TRAIN_SPANS_KEY: 0, SPAN_LABEL_DRIFT_KEY: 0.1, SPAN_IMAGE_DRIFT_KEY: 0.1,
+            ACCEPT_DRIFT_KEY: accept}
+
+
+def test_a_drift_stop_carries_the_feature_distance_and_threshold_to_the_failed_execution(tmp_path):
+    """TFX's launcher stores the ExecutorOutput of the error on the failed ExampleValidator execution (MLMD custom
+    property __execution_result__); the summary and `history` read the record back from it."""
+    from tfx.orchestration.portable import launcher
+    from tfx.orchestration.portable.mlmd import execution_lib
+    from ml_metadata.proto import metadata_store_pb2
+
+    from components import drift_records
+
+    dataset = dataset_with_spans(tmp_path, (BALANCED[:100], 100), (SKEWED[:100], 100))
+    with pytest.raises(DriftError) as error:
+        check_span_drift(str(dataset))
+    assert isinstance(error.value, launcher._ExecutionFailedError)  # the class whose output the launcher records
+    execution = metadata_store_pb2.Execution()
+    execution_lib.set_execution_result(error.value.executor_output.execution_result, execution)
+    message, check = drift_records.from_execution_result(
+        execution.custom_properties[drift_records.EXECUTION_RESULT_PROPERTY].string_value)
+    assert message == str(error.value)
+    assert (check.previous_span, check.span, check.verdict) == (0, 1, "stopped")
+    assert [(d.feature, round(d.distance, 6), d.threshold) for d in check.beyond] == [("label", 0.4, 0.1)]
+    assert check.summary() == "stopped on drift: span 1 vs 0: label 0.4 > span_label_drift 0.1"
+
+
+def test_an_accepted_span_stays_accepted(tmp_path):
+    """accept_drift=true once: the dataset keeps the acceptance, and the same check without it passes; a newer span
+    that drifts again stops the run again."""
+    dataset = dataset_with_spans(tmp_path / "data", (BALANCED[:100], 100), (SKEWED[:100], 100))
+    _validate(tmp_path / "accept", _drift_settings(dataset, accept=1))
+    record = json.loads((dataset / "spans" / "span-1.accepted.json").read_text())
+    assert (record["previous_span"], record["span"], record["verdict"], record["accepted_by"]) == \
+        (0, 1, "accepted", "accept_drift=true")
+    assert [d["feature"] for d in record["drifts"] if d["distance"] > d["threshold"]] == ["label"]
+    _validate(tmp_path / "again", _drift_settings(dataset))  # no DriftError: accepted earlier
+    assert check_span_drift(str(dataset)) is None
+    # Span 2 is balanced again: 0.4 away from span 1's shares, a drift of its own.
+    dataset = dataset_with_spans(tmp_path / "data", (BALANCED[:100], 100), (SKEWED[:100], 100),
+                                 (BALANCED[:100], 100))
+    with pytest.raises(DriftError, match=r"^drift between span 1 and span 2: feature 'label'"):
+        _validate(tmp_path / "newer", _drift_settings(dataset))
+
+
+def test_accepting_is_recorded_only_once_the_split_checks_pass(tmp_path):
+    """A run that accepts the drift but then fails a split check (a label outside the schema's 0..9) trains
+    nothing: the span is not accepted."""
+    dataset = dataset_with_spans(tmp_path / "data", (BALANCED[:100], 100), (SKEWED[:100], 100))
+    image = _png(100)
+    records = [tf.train.Example(features=tf.train.Features(feature={
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[12]))})).SerializeToString()] * 20
+    with pytest.raises(DataValidationError, match=r"^data validation failed: split 'train': feature 'label'"):
+        run_gating_validator(tmp_path / "bad", {"train": records},
+                             open(schema_lib.resolve(schema_lib.PACKAGED_SCHEMA)).read(),
+                             _drift_settings(dataset, accept=1))
+    assert not (dataset / "spans" / "span-1.accepted.json").exists()
+
+
+def test_an_acceptance_in_a_bucket_is_read_and_written_through_the_filesystem_api(tmp_path):
+    from components import drift_records
+
+    dataset = dataset_with_spans(tmp_path, (BALANCED[:100], 100), (SKEWED[:100], 100))
+    for span in (0, 1):
+        span_stats_lib.load(dataset, span)
+    uri = _copy_to_ram(dataset, "ram://bucket/accepted")
+    with pytest.raises(DriftError):
+        check_span_drift(uri)
+    accepted = drift_records.SpanCheck(0, 1, (drift_records.FeatureDrift("label", 0.4, 0.1),), "accepted",
+                                       run_id="run-7", accepted_by="accept_drift=true")
+    assert drift_records.write_acceptance(uri, accepted) == "ram://bucket/accepted/spans/span-1.accepted.json"
+    assert drift_records.read_acceptance(uri, 1) == accepted
+    assert check_span_drift(uri) is None
+    assert not (dataset / "spans" / "span-1.accepted.json").exists()  # the copy in the bucket only
+
+
+def test_an_unreadable_acceptance_record_is_one_line_naming_it(tmp_path):
+    dataset = dataset_with_spans(tmp_path, (BALANCED[:100], 100), (SKEWED[:100], 100))
+    (dataset / "spans").mkdir(exist_ok=True)
+    (dataset / "spans" / "span-1.accepted.json").write_text("{not json")
+    with pytest.raises(DataValidationError, match=rf"^{re.escape(str(dataset))}/spans/span-1\.accepted\.json: not "
+                                                  r"JSON \(.*\)$"):
+        check_span_drift(str(dataset))
+    (dataset / "spans" / "span-1.accepted.json").write_text('{"span": 1, "previous_span": 0, "verdict": "stopped", '
+                                                            '"drifts": []}')
+    with pytest.raises(DataValidationError, match=r"span-1\.accepted\.json: records span 1 stopped; expected span 1 "
+                                                  r"accepted \(remove the file to check span 1 again\)$"):
+        check_span_drift(str(dataset))
+
+
+# ---------------------------------------------------------------------------------------- `tokenlearner spans`
+
+def test_spans_command_shows_each_span_its_statistics_and_the_drift_between_two(tmp_path, capsys):
+    dataset = dataset_with_spans(tmp_path, (BALANCED[:100], 100), (BALANCED[:100], 100), (SKEWED[:100], 100))
+    assert app.main(["spans", str(dataset)]) == exit_codes.EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{dataset}: 3 span(s), 10 classes; thresholds span_label_drift 0.1, span_image_drift 0.1"
+    rows = {line.split()[0]: line for line in lines[2:]}
+    assert rows["0"].endswith("  –")
+    assert "alike: label 0, height 0, width 0, brightness 0" in rows["1"], rows["1"]
+    assert "BEYOND span_label_drift: label 0.4, height 0, width 0, brightness 0" in rows["2"], rows["2"]
+    assert "train 100" in rows["2"] and "8×8" in rows["2"]  # the images of _write_span: 8x8 PNGs
+
+    assert app.main(["spans", str(dataset), "--span", "2"]) == exit_codes.EXIT_OK
+    out = capsys.readouterr().out
+    assert out.startswith(f"span 2 of {dataset} (spans/span-2.stats.pb): 100 images, all splits\n")
+    # SKEWED[:100]: the odd half is class 3 (cat), the even half 0, 2, 4, 6, 8 ten times each.
+    assert re.search(r"^  cat +50 +0\.500$", out, re.M) and re.search(r"^  airplane +10 +0\.100$", out, re.M), out
+    assert re.search(r"^  automobile +0 +0\.000$", out, re.M), out
+    assert re.search(r"^height: mean 8\.0, std 0\.0, range 8–8$", out, re.M), out
+
+    assert app.main(["spans", str(dataset), "--compare", "1", "2", "--span-label-drift", "0.3"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^label +L-infinity distance +0\.4 +span_label_drift 0\.3 +BEYOND$", out, re.M), out
+    assert re.search(r"^brightness +Jensen-Shannon divergence +0 +span_image_drift 0\.1 +within$", out, re.M), out
+    assert out.rstrip().endswith("a run whose newest two spans are these stops: drift between span 1 and span 2: "
+                                 "feature 'label': L-infinity distance 0.4 > span_label_drift 0.3 (set "
+                                 "accept_drift=true to train on it)")
+
+
+def test_spans_command_shows_an_acceptance(tmp_path, capsys):
+    dataset = dataset_with_spans(tmp_path / "data", (BALANCED[:100], 100), (SKEWED[:100], 100))
+    _validate(tmp_path / "accept", _drift_settings(dataset, accept=1))  # outside a pipeline: no run id
+    assert app.main(["spans", str(dataset)]) == 0
+    out = capsys.readouterr().out
+    assert "accepted (accept_drift=true): label 0.4," in out, out
+    assert app.main(["spans", str(dataset), "--compare", "0", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "span 1: drift accepted (accept_drift=true): span 1 vs 0: label 0.4 > span_label_drift 0.1 " \
+           "(spans/span-1.accepted.json)" in out, out
+    assert "a run whose newest two spans are these stops" not in out
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--span", "7"], r"manifest\.json: no span 7; the dataset has span\(s\) \[0, 1\]$"),
+    (["--compare", "0", "5"], r"manifest\.json: no span 5; the dataset has span\(s\) \[0, 1\]$"),
+    (["--span-label-drift", "3"], r"^span_label_drift: expected 0\.\.1"),
+])
+def test_spans_command_bad_input_is_one_line(tmp_path, capsys, args, match):
+    dataset = dataset_with_spans(tmp_path, (BALANCED[:20], 100), (BALANCED[:20], 100))
+    assert app.main(["spans", str(dataset), *args]) == exit_codes.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tokenlearner: error: ") and "\n" not in err, err
+    assert re.search(match, err.removeprefix("tokenlearner: error: ")), err
+
+
+def test_spans_command_without_a_dataset_is_one_line(tmp_path, capsys):
+    assert app.main(["spans", str(tmp_path / "nothing")]) == exit_codes.EXIT_USAGE
+    assert capsys.readouterr().err.strip() == (f"tokenlearner: error: {tmp_path}/nothing/manifest.json: missing; "
+                                               f"expected a dataset written by `tokenlearner data`")
+
+
+# ------------------------------------------------------------------- the record of the loop: summary and report
+
+def test_the_run_summary_names_a_drift_stop_as_a_drift_stop():
+    from components.drift_records import FeatureDrift, SpanCheck
+    from inspection import summary
+
+    check = SpanCheck(1, 2, (FeatureDrift("label", 0.4, 0.1), FeatureDrift("brightness", 0.02, 0.1)), "stopped")
+    steps = [summary.Step("ImportExampleGen", "ran", 1.0, {}),
+             summary.Step("ExampleValidator", "FAILED", 2.0, {}, error=check.message)]
+    run = summary.RunSummary(run_id="r3", steps=steps, examples={}, anomalies=[], accuracy=None,
+                             top5_accuracy=None, blessed=None, pushed_to=None,
+                             not_pushed_reason=summary._not_reached_reason(steps, check, None), span_check=check)
+    text = summary.render_summary(run)
+    assert "anomalies" not in text, text
+    assert re.search(r"^ExampleValidator +FAILED +2\.0s +stopped on drift: span 2 vs 1: label 0\.4 > "
+                     r"span_label_drift 0\.1$", text, re.M), text
+    assert text.endswith("\nnot pushed: stopped on drift between span 1 and span 2 (set accept_drift=true to train "
+                         "on it)"), text
+    # Another component's failure is named as such, not as "did not reach the Pusher".
+    failed = [summary.Step("Trainer", "FAILED", 2.0, {})]
+    assert summary._not_reached_reason(failed, None, None) == "Trainer failed"
+
+
+def _fake_store():
+    import ml_metadata as mlmd
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    connection = pb.ConnectionConfig()
+    connection.fake_database.SetInParent()
+    return mlmd.MetadataStore(connection), pb
+
+
+def test_the_report_names_the_evaluators_baseline_and_its_version(tmp_path):
+    """The baseline is the Evaluator's `baseline_model` input as MLMD records it; its version is what a Pusher
+    published it as."""
+    from inspection import report, run_store, summary
+
+    store, pb = _fake_store()
+    model_type = store.put_artifact_type(pb.ArtifactType(name="Model"))
+    pushed_type = store.put_artifact_type(pb.ArtifactType(name="PushedModel"))
+    baseline_id, candidate_id = store.put_artifacts([pb.Artifact(type_id=model_type, uri="/pipeline/Trainer/model/4"),
+                                                     pb.Artifact(type_id=model_type, uri="/pipeline/Trainer/model/9")])
+    pushed = pb.Artifact(type_id=pushed_type, uri="/pipeline/Pusher/pushed_model/5")
+    pushed.custom_properties["pushed"].int_value = 1
+    pushed.custom_properties["pushed_version"].string_value = "1700000000"
+    (pushed_id,) = store.put_artifacts([pushed])
+    evaluator, pusher = store.put_executions([pb.Execution(type_id=store.put_execution_type(
+        pb.ExecutionType(name="Evaluator"))), pb.Execution(type_id=store.put_execution_type(
+            pb.ExecutionType(name="Pusher")))])
+
+    def event(kind, artifact_id, execution_id, key):
+        e = pb.Event(type=kind, artifact_id=artifact_id, execution_id=execution_id)
+        e.path.steps.add().key = key
+        e.path.steps.add().index = 0
+        return e
+
+    store.put_events([event(pb.Event.INPUT, candidate_id, evaluator, "model"),
+                      event(pb.Event.INPUT, baseline_id, evaluator, "baseline_model"),
+                      event(pb.Event.INPUT, baseline_id, pusher, "model"),
+                      event(pb.Event.OUTPUT, pushed_id, pusher, "pushed_model")])
+    run = summary.RunSummary(run_id="r2", steps=[summary.Step("Evaluator", "ran", 1.0, {}, execution_id=evaluator)],
+                             examples={}, anomalies=[], accuracy=0.41, top5_accuracy=None, blessed=True,
+                             pushed_to=None, baseline_accuracy=0.39)
+    baseline = report.evaluator_baseline(store, run)
+    assert baseline.id == baseline_id
+    assert run_store.pushed_version(store, baseline_id) == "1700000000"
+    assert run_store.pushed_version(store, candidate_id) is None
+    config = config_lib.from_preset("tiny", data_root=str(tmp_path))
+    facts = dict(report._facts(config, run, config.trainer, params=1, stats={},
+                               overall={"sparse_categorical_accuracy": 0.41}, history={"loss": [1.0]},
+                               best_epoch=None, baseline=baseline, serving_dir="/s",
+                               baseline_version="1700000000"))["Blessing and push"]
+    assert dict(facts)["baseline model"] == "Model artifact #%d (version 1700000000): /pipeline/Trainer/model/4" \
+        % baseline_id
+    assert dict(facts)["test accuracy"] == "this model 0.4100, baseline 0.3900 (+0.0200), on this run's test split"
+    first = summary.RunSummary(run_id="r1", steps=[], examples={}, anomalies=[], accuracy=0.3, top5_accuracy=None,
+                               blessed=True, pushed_to=None)
+    assert report.evaluator_baseline(store, first) is None
+    facts = dict(report._facts(config, first, config.trainer, params=1, stats={}, overall={}, history={"loss": [1.0]},
+                               best_epoch=None, baseline=None, serving_dir="/s"))["Blessing and push"]
+    assert dict(facts)["baseline model"] == "none (first blessed model)"
