@@ -8,12 +8,13 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from tests.helpers import free_port
 
 # Chromium as root in a container with the network closed: no sandbox (it needs user namespaces), no GPU, and none
 # of the background fetches (updates, sync, safe browsing lists) that would wait on the network.
@@ -28,12 +29,6 @@ def binaries() -> tuple[str | None, str | None]:
             shutil.which("chromedriver"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class WebDriverError(RuntimeError):
     pass
 
@@ -44,7 +39,7 @@ class Browser:
     def __init__(self, chromium: str, chromedriver: str, width: int = 1280, height: int = 900):
         self._chromium, self._chromedriver, self._size = chromium, chromedriver, (width, height)
         self._profile = tempfile.mkdtemp(prefix="chromium-profile-")  # a fresh profile every time
-        self._port = _free_port()
+        self._port = free_port()
         self._driver: subprocess.Popen | None = None
         self._session = ""
 

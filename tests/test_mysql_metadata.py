@@ -10,7 +10,6 @@ import contextlib
 import io
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 import cli
 from pipeline import config as config_lib
 from pipeline.config import metadata
+from tests.helpers import free_port
 
 PASSWORD_ENV = "TOKENLEARNER_MLMD_PASSWORD"
 PASSWORD = "s3cret-for-tests"
@@ -28,12 +28,6 @@ PASSWORD = "s3cret-for-tests"
 def _binary(name: str) -> str | None:
     # mariadbd lives in /usr/sbin, which is not on a normal user's PATH.
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _sql(client: str, sock: Path, statement: str) -> subprocess.CompletedProcess:
@@ -51,7 +45,7 @@ def mariadb(tmp_path_factory):
     root = tmp_path_factory.mktemp("mariadb")
     subprocess.run([binaries["mariadb-install-db"], "--no-defaults", f"--datadir={root / 'data'}",
                     "--auth-root-authentication-method=normal"], check=True, capture_output=True, timeout=300)
-    port, sock = _free_port(), root / "sock"
+    port, sock = free_port(), root / "sock"
     user = ["--user=root"] if os.getuid() == 0 else []  # mariadbd refuses to run as root unless told to
     log = open(root / "server.log", "w")
     server = subprocess.Popen([binaries["mariadbd"], "--no-defaults", f"--datadir={root / 'data'}",
@@ -180,7 +174,7 @@ def test_wrong_password_names_the_fields(mariadb, tmp_path, monkeypatch, capsys)
 
 def test_unreachable_server_names_the_fields_before_anything_is_written(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     rc = cli.main(["run", "--data", str(tmp_path / "none"), "--output", str(tmp_path / "out"),
                    *_mysql_settings(port)])
     err = capsys.readouterr().err.strip()

@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -30,7 +29,7 @@ import cli
 from serving_client import predict
 from tests import image_bombs
 from tests import tf_serving_emulation as tests_emulation
-from tests.helpers import REPO, SHARED_CIFAR, png_bytes, random_images
+from tests.helpers import REPO, SHARED_CIFAR, free_port, png_bytes, random_images
 from tests.tf_serving_emulation import EmulatedServer, ServingError, grpc_predict, rest_predict
 from trainer import export, serving_api
 
@@ -88,12 +87,6 @@ def _run_client(settings: predict.PredictSettings) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = predict.run(settings, out=out, err=err)
     return code, out.getvalue(), err.getvalue()
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------------------- the SavedModel
@@ -387,7 +380,7 @@ def test_with_retries_backs_off_exponentially():
 @pytest.mark.parametrize("flag", ["--rest", "--grpc"])
 def test_unreachable_server_exits_3(flag, image_dir, capsys):
     """The exit code and the line; how long it takes is bench/fail_fast.py's to measure (docs/benchmarks.md)."""
-    port = _closed_port()
+    port = free_port()  # nothing listens there
     address = f"http://127.0.0.1:{port}" if flag == "--rest" else f"127.0.0.1:{port}"
     code = cli.main(["predict", flag, address, "--timeout", "2", "--retries", "1", str(image_dir)])
     assert code == predict.EXIT_UNREACHABLE == 3
