@@ -13,7 +13,8 @@ DESCRIPTION = predict.__doc__
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER",
-                   help="PNG/JPEG files, or folders searched recursively for *.png, *.jpg, *.jpeg")
+                   help="image files (sent whatever their name), or folders searched recursively for the image "
+                        "suffixes ingestion and `infer` take (.png .jpg .jpeg .bmp .gif .webp .tif ...)")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--model", metavar="DIR",
                         help="load the SavedModel here: a version folder, or the model base folder "
