@@ -7,6 +7,7 @@
   submission/);
 - flops.py: `flops` (the work is in trainer/flops.py);
 - report.py: `report`, `history` and `tensorboard` (the work is in inspection/);
+- worker.py: `train-worker`, one worker of a multi-worker fit (the work is in trainer/worker.py);
 - options.py: the options several subcommands share (--preset, --set, --beam-profile);
 - console.py: the program's stderr (and its Beam workers') without TensorFlow's shutdown-time message.
 

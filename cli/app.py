@@ -270,6 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tensorboard", help="print (--launch: run) the TensorBoard command for a run's Trainer logs")
     report_cli.add_tensorboard_arguments(p)
     p.set_defaults(func=report_cli.tensorboard_from_args)
+
+    from cli import worker as worker_cli  # the work is in trainer/worker.py and inspection/trainer_inputs.py
+
+    p = sub.add_parser("train-worker", help="one worker of a multi-worker fit (TF_CONFIG) on a run's data, "
+                                            "from what the run left",
+                       description=worker_cli.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    worker_cli.add_arguments(p)
+    p.set_defaults(func=worker_cli.from_args)
     return parser
 
 

@@ -205,9 +205,17 @@ def test_an_xla_compiled_step_trains_like_the_plain_one():
 # ------------------------------------------------------------------------------------------ multi-worker training
 
 def _tf_config(cluster_spec: dict, task_type: str, index: int) -> str:
+    from trainer.cluster import tf_config  # the launcher's own builder: one home for the TF_CONFIG layout
+
+    return tf_config(cluster_spec, task_type, index)
+
+
+def test_tf_config_is_the_layout_tensorflow_documents():
+    """TensorFlow's documented TF_CONFIG (tf.distribute.cluster_resolver.TFConfigClusterResolver), as a literal."""
     import json
 
-    return json.dumps({"cluster": cluster_spec, "task": {"type": task_type, "index": index}})
+    assert json.loads(_tf_config({"worker": ["a:1", "b:2"]}, "worker", 1)) == {
+        "cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
 
 
 def test_tf_config_of_several_workers_numbers_them_chief_first():
@@ -266,6 +274,45 @@ def test_a_dead_peer_is_named_in_one_line():
     message = str(distribute.peer_failure(worker, tf.errors.DeadlineExceededError(None, None, "timed out")))
     assert message.startswith("worker 1 of 2: worker 0 of 2 (chief, localhost:5001) stopped answering: "
                               "DeadlineExceededError: timed out")
+
+
+def test_a_long_peer_failure_is_kept_whole():
+    """Cut at 200 characters, the line ended mid-word (issue 40)."""
+    from trainer import cluster
+
+    workers = cluster.parse(_tf_config({"worker": ["localhost:5001", "localhost:5002"]}, "worker", 0))
+    cause = "Collective ops is aborted by: " + "the peer went away " * 12 + "and did not come back"
+    message = str(distribute.peer_failure(workers, tf.errors.UnavailableError(None, None, cause + "\nmore")))
+    assert message == (f"worker 0 of 2 (chief): worker 1 of 2 (localhost:5002) stopped answering: UnavailableError: "
+                       f"{cause} (restart every worker to resume from the last finished epoch)")
+
+
+def test_the_worker_console_drops_tensorflow_cpp_lines_unless_verbose():
+    """trainer/worker.py's copy of the training process's stderr: TensorFlow's and absl's C++ lines (as TensorFlow
+    2.16 printed them here for a lone chief), with their continuation lines, are dropped; the Trainer's own lines
+    and its one failure line are kept; -v keeps everything."""
+    import io
+
+    from trainer import worker
+
+    lines = [b"2026-12-08 02:51:14.942650: I external/local_tsl/tsl/distributed_runtime/coordination/"
+             b"coordination_service.cc:539] Waiting for 1/2 tasks to connect.\n",
+             b"2026-12-08 02:51:14.942773: I external/local_tsl/tsl/distributed_runtime/coordination/"
+             b"coordination_service.cc:542] Example stragglers:\n",
+             b"/job:worker/replica:0/task:1\n",
+             b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+             b"I0000 00:00:1796698274.943368   12528 coordination_service_agent.cc:303] Coordination agent has "
+             b"successfully connected.\n",
+             b"03:01:02 I trainer.progress: epoch 1/4 done\n",
+             b"E0000 00:00:1796698275.1   12528 collective.cc:1] aborted\n",
+             b"trainer.worker: worker 0 of 2 (chief): worker 1 of 2 (localhost:5002) stopped answering: ...\n"]
+    quiet, verbose = io.StringIO(), io.StringIO()
+    worker._forward(io.BytesIO(b"".join(lines)), quiet, verbose=False)
+    worker._forward(io.BytesIO(b"".join(lines)), verbose, verbose=True)
+    assert quiet.getvalue().splitlines() == [
+        "03:01:02 I trainer.progress: epoch 1/4 done",
+        "trainer.worker: worker 0 of 2 (chief): worker 1 of 2 (localhost:5002) stopped answering: ..."]
+    assert verbose.getvalue() == b"".join(lines).decode()
 
 
 def test_auto_leaves_xla_off_under_multi_worker_training():

@@ -25,6 +25,9 @@ UNSUPPORTED_JOBS = {
     "ps": "parameter servers belong to ParameterServerStrategy; this Trainer trains synchronous replicas only",
     "evaluator": "a side-car evaluator is not supported; the Trainer validates on every worker",
 }
+# What the training process of a worker reports while it joins the cluster (distribute.cluster_progress ->
+# trainer/worker.py's supervising process): about to wait for every worker to connect; all connected.
+WAITING, CONNECTED = "waiting", "connected"
 # How TensorFlow names a task in errors and device strings: /job:worker/replica:0/task:1
 _TASK_IN_TEXT = re.compile(r"/job:(chief|worker)/replica:\d+/task:(\d+)")
 

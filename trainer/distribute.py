@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer.cluster import Cluster
+from trainer.cluster import CONNECTED, WAITING, Cluster
 from trainer import serving_api
 from trainer.config import TrainerConfig
 
@@ -174,6 +174,16 @@ def machine_jit_compile(cfg: TrainerConfig, precision: Precision,
     return choice
 
 
+def _no_progress(stage: str) -> None:
+    pass
+
+
+# Told "waiting" right before MultiWorkerMirroredStrategy waits for every worker of the cluster to connect, and
+# "connected" once they have: trainer/worker.py's supervising process times that wait (--peer-timeout), since
+# TensorFlow's own wait has no timeout and holds the GIL (no timer of the training process can run meanwhile).
+cluster_progress: Callable[[str], None] = _no_progress
+
+
 def choose_strategy(gpus: Sequence[object], cluster: Optional[Cluster] = None) -> tf.distribute.Strategy:
     """MultiWorkerMirroredStrategy when TF_CONFIG names several workers (`cluster`, trainer/cluster.py); else
     MirroredStrategy (synchronous data parallelism, one replica per GPU) when more than one GPU is visible; the
@@ -186,9 +196,12 @@ def choose_strategy(gpus: Sequence[object], cluster: Optional[Cluster] = None) -
         # AUTO: NCCL between GPUs, ring all-reduce over gRPC between CPUs.
         options = tf.distribute.experimental.CommunicationOptions(
             implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
-        return tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_progress(WAITING)
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=tf.distribute.cluster_resolver.TFConfigClusterResolver(),
             communication_options=options)
+        cluster_progress(CONNECTED)
+        return strategy
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
@@ -236,7 +249,8 @@ def peer_failure(cluster: Cluster, error: Exception) -> PeerFailure:
     UnavailableError: Collective ops is aborted by: Socket closed (restart every worker to resume ...)'.
     Restarting every worker resumes from the last finished epoch (trainer/checkpoints.py)."""
     text = str(getattr(error, "message", None) or error)
-    first_line = _error_line(error) or type(error).__name__
+    # Whole: cut at a fixed length, the line ended mid-word.
+    first_line = serving_api.tf_error_line(text) or type(error).__name__
     peers = " or ".join(cluster.peers_named_in(text))
     return PeerFailure(f"{cluster.describe()}: {peers} stopped answering: {type(error).__name__}: {first_line} "
                        f"(restart every worker to resume from the last finished epoch)")

@@ -16,13 +16,22 @@ Exit 1 and 3 mean different things for `run` and for `predict`, so each meaning 
   3    EXIT_NOT_PUSHED       `run`: the run finished but the Evaluator did not bless the model, so it was not pushed
   3    EXIT_UNREACHABLE      `predict`: the server could not be reached, or kept failing, after the retries
   3    EXIT_JOB_FAILED       `infer`: the Beam job failed (runner or worker error); the outputs are incomplete
-  1    EXIT_TRAINING_FAILED  `python -m trainer.worker`: training failed; a peer that stopped answering is one line
-                             on stderr naming it (`... worker 1 of 2 (host:port) stopped answering: ...`)
+  3    EXIT_SUBMIT_FAILED    `submit`: nothing was submitted: no credentials, the server could not be reached, or it
+                             answered with an HTTP error (one line names the host or project and the status; the
+                             compiled spec is kept, its path in that line)
+  1    EXIT_TRAINING_FAILED  `train-worker` and `python -m trainer.worker`: training failed; a peer that stopped
+                             answering is one line on stderr naming it (`... worker 1 of 2 (host:port) stopped
+                             answering: ...`)
 
 Only `run`:
   4    EXIT_DRIFT            stopped before anything trained: the newest span of the training window differs from the
                              one before it beyond span_label_drift / span_image_drift (one line names both spans, the
                              feature and its distance; `--set accept_drift=true` trains on it anyway)
+
+Only `train-worker` and `python -m trainer.worker` (trainer/worker.py):
+  5    EXIT_PEER_TIMEOUT     the other workers TF_CONFIG names did not all connect within --peer-timeout seconds (one
+                             line names them); nothing was trained
+  143  EXIT_TERMINATED       stopped by SIGTERM (128 + 15, as a shell reports it); the training process was ended
 """
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -35,4 +44,7 @@ EXIT_DRIFT = 4
 EXIT_SOME_FAILED = 1
 EXIT_UNREACHABLE = 3
 EXIT_JOB_FAILED = 3
+EXIT_SUBMIT_FAILED = 3
 EXIT_TRAINING_FAILED = 1
+EXIT_PEER_TIMEOUT = 5
+EXIT_TERMINATED = 143

@@ -69,9 +69,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     try:
         _train_and_export(fn_args, cfg, strategy, gpus, workers)
     except distribute.PEER_ERRORS as e:
-        failure = distribute.peer_failure(workers, e)
-        log.error("%s", failure)
-        raise failure from None
+        # Raised, not logged: the caller reports it once (trainer/worker.py's one line, the TFX executor's log).
+        raise distribute.peer_failure(workers, e) from None
 
 
 def _train_and_export(fn_args: tfx.components.FnArgs, cfg: TrainerConfig, strategy: tf.distribute.Strategy,
