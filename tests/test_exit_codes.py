@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import cli
-from tests.helpers import write_image_folder
+from tests.helpers import REPO, write_image_folder
 from trainer import exit_codes
 
 # Name -> value, from the documentation (trainer/exit_codes.py's docstring, README's CLI section), written out here.
@@ -41,6 +41,55 @@ def main(argv: list[str], capsys) -> tuple[int, list[str], list[str]]:
         code = stop.code
     out, err = capsys.readouterr()
     return code, message(out), message(err)
+
+
+# Command -> its documented exit codes (trainer/exit_codes.py's docstring, README's CLI section), written out:
+# docs/reliability.md's exit-code table has one row for each, naming the test that produces it.
+MATRIX = {
+    "data": {0, 2, 130}, "run": {0, 1, 2, 3, 4, 130}, "predict": {0, 1, 2, 3, 130}, "infer": {0, 1, 2, 3, 130},
+    "compile": {0, 2, 130}, "submit": {0, 2, 130}, "report": {0, 2, 130}, "history": {0, 2, 130},
+    "spans": {0, 2, 130}, "tensorboard": {0, 2, 130}, "flops": {0, 2, 130},
+    "train-worker": {0, 1, 2, 5, 130, 143}, "python -m trainer.worker": {0, 1, 2, 5, 130, 143},
+}
+
+
+def _table_rows() -> list[tuple[str, int, str]]:
+    """(command, code, test column) of each row of docs/reliability.md's exit-code table."""
+    text = (REPO / "docs" / "reliability.md").read_text()
+    table = text[text.index("\n## Exit codes"):].split("\n## ")[1]
+    return [(m.group(1), int(m.group(2)), m.group(3))
+            for m in re.finditer(r"^\| `([^`]+)` \| (\d+) \| .* \| ([^|]*) \|$", table, flags=re.M)]
+
+
+def test_the_docs_table_has_a_row_for_each_code_of_each_command():
+    rows = _table_rows()
+    table: dict[str, set[int]] = {}
+    for command, code, _ in rows:
+        table.setdefault(command, set()).add(code)
+    assert table == MATRIX
+    assert len(rows) == sum(map(len, MATRIX.values())), "a command x code twice"
+
+
+def test_every_test_the_docs_table_names_exists():
+    missing = []
+    for command, code, tests in _table_rows():
+        where = None
+        names = re.findall(r"`(?:([\w/]+\.py|E)::)?(test_\w+)\b(?!\.)", tests)
+        assert names, (command, code, tests)
+        for module, name in names:
+            where = module or where  # `a.py::test_x`, `test_y`: test_y is in a.py too
+            path = Path(__file__) if where == "E" else REPO / "tests" / Path(where).name
+            if not re.search(rf"^def {name}\(", path.read_text(), flags=re.M):
+                missing.append(f"{command} {code}: {where}::{name}")
+    assert missing == []
+
+
+def test_every_subcommand_has_its_rows():
+    from cli import app
+
+    (subcommands,) = [action.choices for action in app.build_parser()._subparsers._group_actions]
+    assert sorted(subcommands) == sorted(set(MATRIX) - {"python -m trainer.worker"})
+    assert sorted(ARGUMENT_ERRORS) == sorted(INTERRUPTED) == sorted(subcommands)
 
 
 def test_each_name_has_its_documented_value():
@@ -124,6 +173,12 @@ def test_history_exits_0_with_the_table_header_for_a_store_without_runs(tmp_path
     assert out == ["run  started (UTC)  spans  span check  start  test acc.  blessed  pushed"]
 
 
+def test_spans_exits_0_with_one_line_a_span(dataset, capsys):
+    code, out, err = main(["spans", str(dataset)], capsys)
+    assert code == 0, err
+    assert out[0] == f"{dataset}: 1 span(s), 2 classes; thresholds span_label_drift 0.1, span_image_drift 0.1"
+
+
 def test_flops_exits_0_with_the_models_parameters(capsys):
     code, out, err = main(["flops", "--preset", "tiny"], capsys)
     assert code == 0, err
@@ -176,6 +231,16 @@ USAGE_ERRORS = {
         "`tokenlearner run`"),
     "tensorboard: no run in --output": (
         ["tensorboard", "--output", "{tmp}"],
+        "tokenlearner: error: {tmp}/pipeline/tokenlearner-cifar10/config.json: missing; expected an output folder of "
+        "`tokenlearner run`"),
+    "spans: no dataset": (
+        ["spans", "{tmp}/missing"],
+        "tokenlearner: error: {tmp}/missing/manifest.json: missing; expected a dataset written by `tokenlearner data`"),
+    "spans: threshold out of range": (
+        ["spans", "{tmp}", "--span-label-drift", "2"],
+        "tokenlearner: error: span_label_drift: expected 0..1"),
+    "train-worker: no run in --output": (
+        ["train-worker", "--output", "{tmp}"],
         "tokenlearner: error: {tmp}/pipeline/tokenlearner-cifar10/config.json: missing; expected an output folder of "
         "`tokenlearner run`"),
     "flops: unreadable setting": (
@@ -233,6 +298,9 @@ ARGUMENT_ERRORS = {
     "tensorboard": (["tensorboard", "--port", "http"],
                     "tokenlearner tensorboard: error: argument --port: invalid int value: 'http'"),
     "flops": (["flops", "--preset", "huge"], "tokenlearner flops: error: argument --preset: invalid choice: 'huge'"),
+    "spans": (["spans"], "tokenlearner spans: error: the following arguments are required: DATASET"),
+    "train-worker": (["train-worker", "--peer-timeout", "0"],
+                     "tokenlearner train-worker: error: argument --peer-timeout: expected seconds > 0, got '0'"),
 }
 
 
@@ -260,6 +328,8 @@ INTERRUPTED = {
     "history": (["history", "--output", "{tmp}"], "pipeline.config", "load"),
     "tensorboard": (["tensorboard", "--output", "{tmp}"], "pipeline.config", "load"),
     "flops": (["flops"], "pipeline.config", "from_preset"),
+    "spans": (["spans", "{tmp}"], "inspection.spans", "overview"),
+    "train-worker": (["train-worker", "--output", "{tmp}"], "pipeline.config", "load"),
 }
 
 
@@ -267,6 +337,7 @@ INTERRUPTED = {
 def test_ctrl_c_exits_130(command, tmp_path, monkeypatch, capsys):
     import importlib
 
+    monkeypatch.delenv("TF_CONFIG", raising=False)  # train-worker reads it first
     argv, module, function = INTERRUPTED[command]
     interrupted = []
 
@@ -334,3 +405,23 @@ def test_worker_exits_2_without_fn_args(capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("usage: trainer.worker ")
     assert err[-1] == "trainer.worker: error: the following arguments are required: --fn-args"
+
+
+def test_worker_exits_130_on_ctrl_c(tmp_path, monkeypatch, capsys):
+    """SIGINT while the worker waits for its training process (started for real, then ended by the worker)."""
+    import signal
+    import types
+
+    from trainer import worker
+
+    def ctrl_c(*args):
+        signal.raise_signal(signal.SIGINT)
+        raise AssertionError("SIGINT did not stop the worker")
+
+    monkeypatch.setattr(worker, "select", types.SimpleNamespace(select=ctrl_c))
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    fn_args = tmp_path / "fn_args.json"
+    fn_args.write_text("{}")
+    code = worker.main(["--fn-args", str(fn_args)])
+    assert code == 130
+    assert capsys.readouterr().err.splitlines()[-1] == "trainer.worker: stopped by SIGINT"
