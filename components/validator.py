@@ -268,17 +268,17 @@ class GatingExecutor(validator_executor.Executor):
                                _threshold(exec_properties, SPAN_LABEL_DRIFT_KEY),
                                _threshold(exec_properties, SPAN_IMAGE_DRIFT_KEY),
                                bool(exec_properties.get(ACCEPT_DRIFT_KEY)), run_id=run_id)
-        result = super().Do(input_dict, output_dict, exec_properties)
         anomalies = artifact_utils.get_single_instance(output_dict[standard_component_specs.ANOMALIES_KEY])
+        if check is not None:
+            # The run's record (history, summary, report). Before the stock Do: it returns an ExecutorOutput holding
+            # a copy of the artifact as it is then, which is what TFX publishes.
+            anomalies.set_string_custom_property(SPAN_CHECK_PROPERTY, check.to_json())
+        result = super().Do(input_dict, output_dict, exec_properties)
         if self._problems:
             raise DataValidationError(f"data validation failed: {'; '.join(self._problems)} "
                                       f"(details: {anomalies.uri})")
-        if check is not None:
-            # The run's record (history, summary, report); an acceptance also the dataset's, once the split checks
-            # passed: this run trains on the span.
-            anomalies.set_string_custom_property(SPAN_CHECK_PROPERTY, check.to_json())
-            if check.verdict == ACCEPTED:
-                record_acceptance(data_root, check)
+        if check is not None and check.verdict == ACCEPTED:
+            record_acceptance(data_root, check)  # the dataset's record too, once the split checks passed: it trains
         return result
 
     def _Validate(self, inputs: dict[str, Any], outputs: dict[str, Any]) -> anomalies_pb2.Anomalies:

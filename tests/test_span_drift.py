@@ -375,6 +375,26 @@ def test_an_accepted_span_stays_accepted(tmp_path):
         _validate(tmp_path / "newer", _drift_settings(dataset))
 
 
+def test_the_executor_publishes_its_decision_on_the_anomalies_artifact(tmp_path, monkeypatch):
+    """What TFX publishes is the ExecutorOutput the executor returns: the decision must be on its artifact."""
+    from components.drift_records import SpanCheck
+    from components.validator import GatingExecutor
+
+    returned = []
+    do = GatingExecutor.Do
+    monkeypatch.setattr(GatingExecutor, "Do", lambda self, *args: returned.append(do(self, *args)))
+    dataset = dataset_with_spans(tmp_path / "data", (BALANCED[:100], 100), (SKEWED[:100], 100))
+    _validate(tmp_path / "accept", _drift_settings(dataset, accept=1))
+    _validate(tmp_path / "again", _drift_settings(dataset))
+    checks = [SpanCheck.from_json(output.output_artifacts["anomalies"].artifacts[0]
+                                  .custom_properties["span_check"].string_value, "span_check")
+              for output in returned]
+    assert [(c.previous_span, c.span, c.verdict, c.accepted_by) for c in checks] == \
+        [(0, 1, "accepted", "accept_drift=true"), (0, 1, "accepted earlier", "accept_drift=true")]
+    assert checks[1].summary() == "drift accepted earlier (accept_drift=true): span 1 vs 0: label 0.4 > " \
+                                  "span_label_drift 0.1"
+
+
 def test_accepting_is_recorded_only_once_the_split_checks_pass(tmp_path):
     """A run that accepts the drift but then fails a split check (a label outside the schema's 0..9) trains
     nothing: the span is not accepted."""
