@@ -167,8 +167,12 @@ def test_vertex_schedule_sends_the_sdk_request_with_the_compiled_spec(tmp_path, 
     spec = json_format.MessageToDict(job.pipeline_spec)
     assert spec["root"]["dag"]["tasks"].keys() == compiled["root"]["dag"]["tasks"].keys()
     assert spec["deploymentSpec"] == compiled["deploymentSpec"]  # every executor, image and container limit
-    # enable_cache=false reaches every task of the scheduled runs
-    assert all(not t.get("cachingOptions", {}).get("enableCache") for t in spec["root"]["dag"]["tasks"].values())
+    # enable_cache=false reaches every task of the scheduled runs, written out on each (the SDK's enable_caching=False):
+    # the compiled spec leaves cachingOptions out for false, so a task without them says nothing.
+    tasks = spec["root"]["dag"]["tasks"]
+    assert {"ImportExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "Pusher"} < set(tasks)
+    assert {name: t.get("cachingOptions") for name, t in tasks.items()} == {
+        name: {"enableCache": False} for name in tasks}
 
 
 # ------------------------------------------------------------------------------------------- Kubeflow Pipelines
