@@ -6,7 +6,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -135,17 +134,16 @@ def test_cli_flag_and_unknown_profile_exit_2(capsys):
 
 # ---- a job server that is not there -------------------------------------------------------------------------
 
-def test_a_missing_job_server_is_one_named_error_in_seconds_and_nothing_is_written(shared_cifar, tmp_path):
+def test_a_missing_job_server_is_one_named_error_and_nothing_is_written(shared_cifar, tmp_path):
     """The issue's command, as a user types it (a fresh interpreter, the real data): Beam alone would wait 60 s
-    and then say only FutureTimeoutError."""
+    and then say only FutureTimeoutError, which the exact stderr below rules out. How many seconds the refusal
+    takes is measured by bench/fail_fast.py (docs/benchmarks.md), not here."""
     out = tmp_path / "out"
-    start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "cli", "run", "--data", str(shared_cifar), "--preset",
                            "tiny", "--limit", "600", "--beam-profile", "flink", "--set", "beam_job_endpoint=localhost:1",
-                           "--set", "beam_environment_type=LOOPBACK", "--output", str(out)], cwd=REPO, capture_output=True, text=True, timeout=60)
-    elapsed = time.monotonic() - start
+                           "--set", "beam_environment_type=LOOPBACK", "--output", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)  # a hang guard, not a bound
     assert proc.returncode == 2, proc.stderr
-    assert elapsed <= 15, elapsed
     assert proc.stderr == ("tokenlearner: error: beam_job_endpoint localhost:1 (flink profile): no Beam job server "
                            "answers (connection refused); start the Flink job server or fix --set "
                            "beam_job_endpoint\n"), proc.stderr
@@ -186,6 +184,19 @@ def test_bad_job_endpoints_name_the_field(endpoint, match):
         BeamConfig(profile="spark", job_endpoint=endpoint).check_job_server(1)
 
 
-def test_in_process_job_server_and_other_profiles_need_no_check():
+def test_in_process_job_server_and_other_profiles_need_no_check(monkeypatch):
+    from pipeline.config import beam
+
+    tried = []
+
+    def connect(address, timeout=None):
+        tried.append(address)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(beam.socket, "create_connection", connect)
     BeamConfig(profile="flink", job_endpoint="embed", environment_type="LOOPBACK").check_job_server(1)
     BeamConfig(profile="direct", job_endpoint="localhost:1").check_job_server(1)
+    assert tried == []  # no connection tried: nothing to wait for
+    with pytest.raises(ConfigError, match=r"\(connection refused\)"):  # where a check is due, the same stand-in
+        BeamConfig(profile="spark", job_endpoint="localhost:1").check_job_server(1)
+    assert tried == [("localhost", 1)]

@@ -5,7 +5,6 @@ their size fields probe the bound on decoding from both sides."""
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -37,14 +36,15 @@ SEEDS = [_encode(random_images(1, seed=1)[0], "PNG"), _encode(random_images(1, s
 
 
 class Checker:
-    def __init__(self, version_dir):
-        self.serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    """Counts a test's answers; how long the slowest one took is bench/serving_fuzz.py's to measure (the same
+    payloads), not a test's."""
+
+    def __init__(self, serve):
+        self.serve = serve
         self.valid = tf.constant([SEEDS[0]])
         self.counts = {"ok": 0, "invalid": 0}
-        self.slowest = 0.0
 
     def check(self, payload: bytes) -> None:
-        start = time.time()
         try:
             out = self.serve(images=tf.constant([payload]))
             probabilities = out["probabilities"].numpy()
@@ -54,12 +54,17 @@ class Checker:
             self.counts["invalid"] += 1
             # The server must still answer a good request after a bad one.
             assert self.serve(images=self.valid)["probabilities"].shape == (1, 10)
-        self.slowest = max(self.slowest, time.time() - start)
 
 
 @pytest.fixture(scope="module")
-def checker(exported_model):
-    return Checker(exported_model.version_dir)
+def serve(exported_model):
+    return tf.saved_model.load(str(exported_model.version_dir)).signatures["serving_default"]
+
+
+@pytest.fixture
+def checker(serve):
+    """A fresh count for each test; the loaded model is shared."""
+    return Checker(serve)
 
 
 @pytest.mark.parametrize("kind", sorted(BOMBS))
@@ -76,7 +81,9 @@ def test_random_bytes(checker):
         checker.check(payload)
 
     run()
-    assert checker.slowest < 5.0
+    # Every payload was answered one way or the other (an exception of another kind fails inside `run`), and
+    # random bytes are almost never an image.
+    assert sum(checker.counts.values()) >= 100 and checker.counts["invalid"] > checker.counts["ok"], checker.counts
 
 
 @st.composite
@@ -105,5 +112,4 @@ def test_mutated_real_images(checker):
         checker.check(payload)
 
     run()
-    assert checker.slowest < 5.0
-    assert checker.counts["ok"] > 0 and checker.counts["invalid"] > 0
+    assert checker.counts["ok"] > 0 and checker.counts["invalid"] > 0, checker.counts
