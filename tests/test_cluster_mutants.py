@@ -121,3 +121,27 @@ def test_a_chief_named_in_an_error_is_found_by_its_job():
 def test_tf_config_round_trips_through_parse():
     text = cluster.tf_config({"chief": ["c:9"], "worker": ["a:1"]}, "worker", 0)
     assert json.loads(text) == {"cluster": {"chief": ["c:9"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}
+
+
+def test_an_index_map_is_ordered_by_number_not_by_text():
+    c = cluster.parse(json.dumps({"cluster": {"worker": {"10": "k:11", "2": "c:3", "0": "a:1", "1": "b:2"}},
+                                  "task": {"type": "worker", "index": 3}}))
+    assert c.jobs["worker"] == ("a:1", "b:2", "c:3", "k:11")
+    assert c.address == "k:11"
+
+
+def test_a_long_refused_tf_config_is_quoted_to_80_characters():
+    text = "[" + "1, " * 60 + "1]"
+    with pytest.raises(ValueError) as raised:
+        cluster.parse(text)
+    assert str(raised.value) == f"TF_CONFIG: expected an object with a 'cluster' object, got {text[:80]!r}"
+
+
+def test_a_stranger_named_first_does_not_hide_a_peer_named_after_it():
+    c = cluster.parse(_text({"worker": ["a:1", "b:2", "c:3"]}, "worker", 0))
+    assert c.peers_named_in("/job:worker/replica:0/task:9 and /job:worker/replica:0/task:2") == ["worker 2 of 3 (c:3)"]
+
+
+def test_the_chief_named_in_an_error_is_the_chief_not_the_worker_of_the_same_index():
+    c = cluster.parse(_text({"chief": ["c:9"], "worker": ["a:1", "b:2"]}, "worker", 1))
+    assert c.peers_named_in("lost /job:chief/replica:0/task:0") == ["worker 0 of 3 (chief, c:9)"]
