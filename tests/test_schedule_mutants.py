@@ -70,3 +70,10 @@ def test_a_range_of_one_value_and_a_month_name_at_each_end_are_accepted():
     assert schedule.parse("0 3 5-5 JAN-DEC *").fields[2:4] == ("5-5", "JAN-DEC")
     assert schedule.parse("0 3 * * SUN-SAT").fields[4] == "SUN-SAT"
     assert schedule.parse("0 3 * * sun,0").fields[4] == "sun,0"
+
+
+def test_every_item_after_a_star_in_a_list_is_still_checked():
+    with pytest.raises(ConfigError) as raised:
+        schedule.parse("*,60 3 * * *")
+    assert str(raised.value) == "--schedule '*,60 3 * * *': minute: 60 is not in 0-59"
+    assert schedule.parse("*/5,7 3 * * *").fields[0] == "*/5,7"
