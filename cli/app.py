@@ -117,7 +117,8 @@ def _append(args) -> int:
     """`data --append DATASET`: --data as the dataset's next span; the last line names the span and the counts."""
     if args.data is None:
         raise ingest.DataError("--append DATASET needs --data NEW: the images to add as its next span")
-    dataset = Path(args.append).expanduser().resolve()
+    # A URI (gs://bucket/data) is written in place through tf.io.gfile; a local path is made absolute.
+    dataset = args.append.rstrip("/") if datasets.is_uri(args.append) else Path(args.append).expanduser().resolve()
     entry = spans.append(args.data, dataset, limit=args.limit, strict=args.strict, test_fraction=args.test_fraction,
                          max_decode_pixels=args.max_decode_pixels,
                          min_images_per_class=args.min_images_per_class, skip_unreadable=args.skip_unreadable)

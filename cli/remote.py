@@ -4,6 +4,12 @@
 `submit --schedule CRON` makes the submission recurring: a Vertex AI pipeline schedule, or a Kubeflow Pipelines
 recurring run; the cron is checked (pipeline/config/schedule.py) before anything is read, compiled or sent.
 The work itself is in pipeline/kubeflow_runner.py and pipeline/vertex_runner.py (compile) and in submission/ (send).
+
+The class list (the model's head, the schema) comes from the dataset's manifest.json at --data-root, read here through
+tf.io.gfile; where it cannot be read (no credentials on this machine, a typo in the path) the command stops with one
+line naming it, unless the list is given: --classes FILE (the dataset's classes.txt) or --set class_names=a,b,c.
+A submission that fails (no credentials, a server that cannot be reached or answers with an HTTP error) is one line
+and EXIT_SUBMIT_FAILED; the compiled spec is kept and named in that line.
 """
 from __future__ import annotations
 
@@ -11,15 +17,20 @@ import argparse
 import json
 import logging
 import os
+import sys
 import tempfile
+from pathlib import Path
 from typing import Optional
 
 import yaml
 
+from components import datasets
+from components.sources import DataError
 from pipeline import config as config_lib
+from pipeline.config import pipeline_config
 from pipeline.config import schedule as schedule_lib
 from cli import options
-from trainer.exit_codes import EXIT_OK
+from trainer.exit_codes import EXIT_OK, EXIT_SUBMIT_FAILED
 from trainer.contract import DATASET_MANIFEST
 
 log = logging.getLogger(__name__)
@@ -47,6 +58,10 @@ def add_arguments(p: argparse.ArgumentParser, submit: bool) -> None:
                    help="output folder on shared storage (gs://bucket/tokenlearner): pipeline root, serving dir")
     p.add_argument("--out", default=None if submit else "pipeline.json", metavar="FILE",
                    help="where the compiled spec goes" + ("" if submit else " (default: pipeline.json)"))
+    p.add_argument("--classes", default=None, metavar="FILE",
+                   help="the class list, one name a line in label order (the dataset's classes.txt), for a "
+                        "--data-root whose manifest.json cannot be read here; without it (or --set "
+                        "class_names=a,b,c, or class_names=cifar10) such a data root is an error")
     options.add_settings_arguments(
         p, set_help="any config field, e.g. --set vertex_project=p --set beam_temp_location=gs://b/tmp")
     if submit:
@@ -72,32 +87,63 @@ def build_config(args) -> config_lib.PipelineConfig:
     overrides = options.overrides_from_args(args)
     # The image is applied with the overrides: Beam profiles that need it are validated with it present.
     overrides["image"] = args.image
+    given = given_classes(args, overrides.pop("class_names", None))
     base = config_lib.from_preset(args.preset, data_root=args.data_root, output_dir=args.output)
     config = config_lib.apply_overrides(base, overrides)
-    manifest = read_manifest(args.data_root)
-    return config if manifest is None else config_lib.for_dataset(config, manifest)
+    manifest, about = read_manifest(args.data_root)
+    if manifest is not None:
+        names = manifest.get("class_names")
+        if given is not None and list(given) != names:
+            raise config_lib.ConfigError(f"class_names: given as {list(given)}, but {about} lists {names} (the "
+                                         f"dataset's own list is used when its manifest can be read: drop the "
+                                         f"option)")
+        return config_lib.for_dataset(config, manifest)
+    if given is None:
+        from pipeline import kubeflow_runner  # a local --data-root is refused as such first
+
+        kubeflow_runner.check(config)
+        raise config_lib.ConfigError(
+            f"{about}; the pipeline's class list comes from it: make it readable here (Google Cloud credentials, "
+            f"the right --data-root) or give the list: --classes FILE (the dataset's classes.txt) or --set "
+            f"class_names=a,b,c ({pipeline_config.CIFAR10_ALIAS} for CIFAR-10's)")
+    log.info("%s; compiling with the %d classes given", about, len(given))
+    return pipeline_config.for_classes(config, given)
 
 
-def read_manifest(data_root: str) -> Optional[dict]:
-    """The dataset's manifest.json (local or gs://, through TFX's fileio), or None with a log line when it cannot
-    be read here: the spec is then compiled with the default class list and schema (CIFAR-10's)."""
-    from tfx.dsl.io import fileio  # TFX only when compiling, which imports it anyway
-
-    path = f"{data_root.rstrip('/')}/{DATASET_MANIFEST}"
-    try:
-        with fileio.open(path) as f:
-            text = f.read()
-    except Exception as e:  # noqa: BLE001 - missing, no credentials, no filesystem plugin: all mean "not here"
-        log.info("%s: not readable here (%s); compiling with the CIFAR-10 class list and the curated schema",
-                 path, str(e).splitlines()[0] if str(e) else type(e).__name__)
+def given_classes(args, raw: Optional[str]) -> Optional[tuple[str, ...]]:
+    """The class list given on the command line (--classes FILE or --set class_names=...), or None."""
+    if args.classes is not None and raw is not None:
+        raise config_lib.ConfigError("--classes and --set class_names: give the class list once")
+    if raw is not None:
+        return pipeline_config.parse_class_names(raw)
+    if args.classes is None:
         return None
+    path = Path(args.classes).expanduser()
     try:
-        manifest = json.loads(text)
+        lines = [line.strip() for line in path.read_text().splitlines()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise config_lib.ConfigError(f"--classes {path}: cannot be read ({getattr(e, 'strerror', None) or e}); "
+                                     f"expected the dataset's classes.txt, one class name a line") from None
+    return pipeline_config.parse_class_names(",".join(line for line in lines if line), where=f"--classes {path}")
+
+
+def read_manifest(data_root: str) -> tuple[Optional[dict], str]:
+    """(the dataset's manifest.json, where it is) when it can be read here (a local folder, or a URI through
+    tf.io.gfile: gs://, s3://, ...), else (None, what is wrong, naming the file). A manifest that is read but is
+    not one is a ConfigError."""
+    try:
+        where, data = datasets.read_file(data_root, DATASET_MANIFEST)
+    except DataError as e:  # a URI that cannot be read: no credentials, no such bucket, no filesystem for it
+        return None, str(e)
+    if data is None:
+        return None, f"{where}: missing (no dataset written by `tokenlearner data` there)"
+    try:
+        manifest = json.loads(data)
     except ValueError as e:
-        raise config_lib.ConfigError(f"{path}: not a dataset manifest (invalid JSON: {e})") from None
+        raise config_lib.ConfigError(f"{where}: not a dataset manifest (invalid JSON: {e})") from None
     if not isinstance(manifest, dict):
-        raise config_lib.ConfigError(f"{path}: not a dataset manifest (expected a JSON object)")
-    return manifest
+        raise config_lib.ConfigError(f"{where}: not a dataset manifest (expected a JSON object)")
+    return manifest, str(where)
 
 
 def compile_from_args(args) -> int:
@@ -136,21 +182,28 @@ def submit_from_args(args) -> int:
     config = build_config(args)
     suffix = ".yaml" if args.target == "kubeflow" else ".json"  # KFP's client uploads the PipelineSpec YAML
     out = args.out or os.path.join(tempfile.mkdtemp(prefix="tokenlearner-"), f"pipeline{suffix}")
-    if args.target == "kubeflow":
-        kubeflow_runner.compile_spec(config, out)
-        target = kubeflow_client.KubeflowTarget(host=args.host, experiment=args.experiment or config.pipeline_name,
-                                                namespace=args.namespace)
-        sent = kubeflow_client.submit(config, out, target, cron=cron, dry_run=args.dry_run)
-        print(json.dumps(describe_kubeflow(sent, target, cron, out, sent_for_real=not args.dry_run), indent=2))
+    from submission.errors import SubmitError
+
+    try:
+        if args.target == "kubeflow":
+            kubeflow_runner.compile_spec(config, out)
+            target = kubeflow_client.KubeflowTarget(host=args.host, experiment=args.experiment or config.pipeline_name,
+                                                    namespace=args.namespace)
+            sent = kubeflow_client.submit(config, out, target, cron=cron, dry_run=args.dry_run)
+            print(json.dumps(describe_kubeflow(sent, target, cron, out, sent_for_real=not args.dry_run), indent=2))
+            return EXIT_OK
+        vertex_runner.compile_spec(config, out)
+        if cron is None:
+            job = vertex_client.submit(config, out, dry_run=args.dry_run)
+            print(json.dumps(describe(job, config, out, sent=not args.dry_run), indent=2))
+            return EXIT_OK
+        schedule, request = vertex_client.create_schedule(config, out, cron, dry_run=args.dry_run)
+        print(json.dumps(describe_vertex_schedule(schedule, request, config, out, sent=not args.dry_run), indent=2))
         return EXIT_OK
-    vertex_runner.compile_spec(config, out)
-    if cron is None:
-        job = vertex_client.submit(config, out, dry_run=args.dry_run)
-        print(json.dumps(describe(job, config, out, sent=not args.dry_run), indent=2))
-        return EXIT_OK
-    schedule, request = vertex_client.create_schedule(config, out, cron, dry_run=args.dry_run)
-    print(json.dumps(describe_vertex_schedule(schedule, request, config, out, sent=not args.dry_run), indent=2))
-    return EXIT_OK
+    except SubmitError as e:  # nothing was created there; the spec stays for `kfp run create` or a later submit
+        log.debug("submission failure", exc_info=True)
+        print(f"tokenlearner: error: submit failed: {e}; the compiled spec is kept: {out}", file=sys.stderr)
+        return EXIT_SUBMIT_FAILED
 
 
 def describe_vertex_schedule(schedule, request: dict, config: config_lib.PipelineConfig, spec_path: str,

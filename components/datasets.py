@@ -1,43 +1,130 @@
-"""A dataset folder that `tokenlearner data` wrote, read back: its manifest and spans (here, or in a bucket: gs://...,
-the data root of a Kubeflow or Vertex run, read with tf.io.gfile), a span's shards, and the checks made before
-trusting a local one (every shard read and counted; a span's class list).
+"""A dataset folder that `tokenlearner data` wrote, read back: its manifest and spans, a span's shards, and the checks
+made before trusting a local one (every shard read and counted; a span's class list).
 
 Layout (trainer/contract.py names the paths): ``<dataset>/{train,eval,test}/`` with each span's shards,
 ``classes.txt``, ``manifest.json`` (the splits' totals over spans, and one entry a span) and ``spans/span-N.stats.pb``
 (span_stats.py). Ingestion (ingest.py) and `--append` (spans.py) write it; the validator, the CLI and run
 inspection read it through this module, without PIL or the ingestion code.
+
+A dataset may be a local folder (a Path) or a URI on any filesystem tf.io.gfile has (gs://, s3:// with its plugin,
+ram://): the data root of a Kubeflow or Vertex run, which `data --append` adds spans to in place. The helpers
+below (`join`, `shards_in`, `write_atomically`, `remove`) take either; only a URI imports TensorFlow.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Union
 
 from components.sources import DataError
 from components.tfrecord_source import CLASSES_FILE
 from trainer.contract import DATASET_MANIFEST, SHARD_GLOB, SPLITS, span_of_shard
 
+# A local folder or file (Path), or a URI read and written through tf.io.gfile (str).
+Location = Union[str, Path]
 
-def is_uri(dataset_dir: str | Path) -> bool:
-    """gs://, s3://, ...: the data root of a Kubeflow or Vertex run, read where the validator runs (tf.io.gfile)."""
+
+def is_uri(dataset_dir: Location) -> bool:
+    """gs://, s3://, ram://, ...: a dataset on a filesystem tf.io.gfile has, e.g. the data root of a Kubeflow or
+    Vertex run."""
     return "://" in str(dataset_dir)
 
 
-def read_file(dataset_dir: str | Path, relative: str) -> tuple[str | Path, bytes | None]:
+def join(dataset_dir: Location, *parts: str) -> Location:
+    """`dataset_dir`/`parts` (contract paths, '/'-separated): a Path for a local dataset, a URI string else."""
+    if is_uri(dataset_dir):
+        return "/".join([str(dataset_dir).rstrip("/"), *parts])
+    return Path(dataset_dir).joinpath(*parts)
+
+
+def file_name(location: Location) -> str:
+    """The last component of a local path or a URI."""
+    return str(location).rstrip("/").rsplit("/", 1)[-1]
+
+
+def exists(location: Location) -> bool:
+    if is_uri(location):
+        import tensorflow as tf
+
+        return bool(tf.io.gfile.exists(str(location)))
+    return Path(location).exists()
+
+
+def shards_in(folder: Location) -> list[Location]:
+    """The TFRecord shards (contract.SHARD_GLOB) directly in `folder`, sorted by name; none when it is missing."""
+    if is_uri(folder):
+        import tensorflow as tf
+
+        pattern = f"{str(folder).rstrip('/')}/{SHARD_GLOB}"
+        return sorted(tf.io.gfile.glob(pattern), key=file_name)
+    return sorted(Path(folder).glob(SHARD_GLOB))
+
+
+def write_atomically(target: Location, data: bytes) -> None:
+    """Writes `target` whole or not at all, making its folder: readers (a pipeline run beside an append) never see
+    a half-written file. A partial file is written beside it and renamed over it. Locally that rename is atomic. An
+    object store (gs://, s3://) has no rename: tf.io.gfile makes it a server-side copy that replaces the object
+    whole, then a delete of the partial one, so readers still get the old object or the new one. (Writing the
+    object in place would be all or nothing there too, but not on every gfile filesystem: ram:// keeps the old
+    bytes of a file opened for writing and appends to them.)"""
+    if is_uri(target):
+        import tensorflow as tf
+
+        parent, name = str(target).rsplit("/", 1)
+        tf.io.gfile.makedirs(parent)
+        partial = f"{parent}/.{name}.{os.getpid()}.part"
+        with tf.io.gfile.GFile(partial, "wb") as f:
+            f.write(data)
+        tf.io.gfile.rename(partial, str(target), overwrite=True)
+        return
+    local = Path(target)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    staged = local.with_name(f".{local.name}.{os.getpid()}.part")
+    staged.write_bytes(data)
+    os.replace(staged, local)
+
+
+def storage_reason(error: BaseException) -> str:
+    """The first line of a filesystem error (TensorFlow's OpError message, an OSError), short enough for one line."""
+    import tensorflow as tf
+
+    text = error.message if isinstance(error, tf.errors.OpError) else str(error)
+    return ((text.strip().splitlines() or [type(error).__name__])[0])[:200]
+
+
+def remove(location: Location) -> None:
+    """Deletes a file; a missing one is no error (roll-backs call it on what may not have been written)."""
+    if is_uri(location):
+        import tensorflow as tf
+
+        with contextlib.suppress(tf.errors.NotFoundError):
+            tf.io.gfile.remove(str(location))
+        return
+    Path(location).unlink(missing_ok=True)
+
+
+def read_file(dataset_dir: Location, relative: str) -> tuple[Location, bytes | None]:
     """(where, its bytes) of the file `relative` (a contract path) of a dataset here or in a bucket; bytes None when
     it does not exist. `where` is what an error names."""
+    where = join(dataset_dir, relative)
     if is_uri(dataset_dir):
         import tensorflow as tf
 
-        uri = f"{str(dataset_dir).rstrip('/')}/{relative}"
-        return uri, (tf.io.gfile.GFile(uri, "rb").read() if tf.io.gfile.exists(uri) else None)
-    path = Path(dataset_dir) / relative
+        try:
+            if not tf.io.gfile.exists(str(where)):
+                return where, None
+            with tf.io.gfile.GFile(str(where), "rb") as f:
+                return where, f.read()
+        except tf.errors.OpError as e:  # no credentials, no such bucket, no plugin for the scheme: one line
+            raise DataError(f"{where}: cannot be read ({storage_reason(e)})") from None
+    path = Path(where)
     return path, (path.read_bytes() if path.is_file() else None)
 
 
 @contextlib.contextmanager
-def reading_shard(shard: Path) -> Iterator[None]:
+def reading_shard(shard: Location) -> Iterator[None]:
     """Around the reading of one TFRecord shard: a truncated or corrupt file (TensorFlow's DataLossError, a read
     error) becomes one DataError naming the shard, not a TensorFlow traceback."""
     import tensorflow as tf
@@ -49,15 +136,21 @@ def reading_shard(shard: Path) -> Iterator[None]:
         raise DataError(f"{shard}: corrupt or truncated TFRecord file ({reason})") from None
 
 
-def load_manifest(dataset_dir: str | Path) -> dict:
+def load_manifest(dataset_dir: Location) -> dict:
     """The dataset's manifest.json: its source, class list, the splits' totals over spans and one entry a span."""
     where, data = read_file(dataset_dir, DATASET_MANIFEST)
     if data is None:
         raise DataError(f"{where}: missing; expected a dataset written by `tokenlearner data`")
-    return json.loads(data)
+    try:
+        manifest = json.loads(data)
+    except ValueError as e:
+        raise DataError(f"{where}: not a dataset manifest (invalid JSON: {e})") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"{where}: not a dataset manifest (expected a JSON object)")
+    return manifest
 
 
-def load_spans(dataset_dir: str | Path) -> list[dict]:
+def load_spans(dataset_dir: Location) -> list[dict]:
     """The spans of a dataset, oldest first: {"span": N, "created_utc": ..., "splits": {split: {"examples": n,
     "per_class": [...]}}, ...}. A manifest written before spans is one span 0 (created_utc None: not recorded)."""
     manifest = load_manifest(dataset_dir)
@@ -69,19 +162,18 @@ def load_spans(dataset_dir: str | Path) -> list[dict]:
     return sorted(spans, key=lambda entry: entry["span"])
 
 
-def span_shards(dataset_dir: str | Path, span: int) -> dict[str, list[Path]]:
+def span_shards(dataset_dir: Location, span: int) -> dict[str, list[Location]]:
     """split -> the TFRecord shards of span `span` in it (trainer/contract.py names them)."""
-    dataset_dir = Path(dataset_dir)
-    return {split: [p for p in sorted((dataset_dir / split).glob(SHARD_GLOB)) if span_of_shard(p.name) == span]
+    return {split: [p for p in shards_in(join(dataset_dir, split)) if span_of_shard(file_name(p)) == span]
             for split in SPLITS}
 
 
-def check_same_classes(class_names: list[str], source: Path, dataset_dir: Path) -> None:
+def check_same_classes(class_names: list[str], source: Path, dataset_dir: Location) -> None:
     """A span must have the dataset's class list, names and order, or its label ids would mean other classes."""
     expected = load_manifest(dataset_dir)["class_names"]
     if class_names == expected:
         return
-    where = f"{source}: its class list differs from {dataset_dir / CLASSES_FILE}"
+    where = f"{source}: its class list differs from {join(dataset_dir, CLASSES_FILE)}"
     new = [n for n in class_names if n not in expected]
     missing = [n for n in expected if n not in class_names]
     if new or missing:

@@ -425,7 +425,8 @@ def _check_reuse(dataset: Path, settings: Settings) -> None:
 
 
 def build(kind: str, path: Path, source: str | None, staging: Path, workers: int | None,
-          settings: Settings, span: int = 0, same_classes_as: Path | None = None) -> tuple[Path, dict]:
+          settings: Settings, span: int = 0,
+          same_classes_as: datasets.Location | None = None) -> tuple[Path, dict]:
     """The dataset folder, complete, in `staging`, and its manifest: a new dataset (span 0), or the shards of span
     `span` of the dataset `same_classes_as`, whose class list the source's must equal (checked before encoding)."""
     start = time.time()

@@ -4,14 +4,12 @@ height, width and brightness (trainer/contract.SPAN_IMAGE_FEATURES), over all th
 
 `compute` reads a span's shards back as the pipeline will; `load` returns the statistics kept in
 ``<dataset>/spans/span-N.stats.pb`` (written by `tokenlearner data` and `--append`), computing and keeping them
-first for a dataset written before spans had them.
+first for a dataset written before spans had them. The dataset may be local or a URI (datasets.py: tf.io.gfile).
 """
 from __future__ import annotations
 
 import io
 import logging
-import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -38,7 +36,7 @@ def schema():
     return out
 
 
-def _image_facts(shards: Sequence[Path]) -> dict[str, list]:
+def _image_facts(shards: Sequence[datasets.Location]) -> dict[str, list]:
     """label, height, width and brightness (the mean of the decoded pixels, 0..255) of every image in `shards`."""
     import tensorflow as tf
     from PIL import Image
@@ -59,7 +57,7 @@ def _image_facts(shards: Sequence[Path]) -> dict[str, list]:
     return facts
 
 
-def compute(shards: Sequence[Path], span: int):
+def compute(shards: Sequence[datasets.Location], span: int):
     """TFDV statistics (DatasetFeatureStatisticsList, one dataset named span-N) of the images in `shards`, read back
     as the pipeline will read them: what the drift check between two spans compares."""
     import pandas as pd
@@ -76,25 +74,19 @@ def compute(shards: Sequence[Path], span: int):
     return stats
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Readers (a pipeline run beside an append) never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+def write_atomically(path: datasets.Location, data: bytes) -> None:
+    """Readers (a pipeline run beside an append) never see a half-written file (datasets.write_atomically)."""
+    datasets.write_atomically(path, data)
 
 
-def load(dataset_dir: str | Path, span: int):
+def load(dataset_dir: datasets.Location, span: int):
     """The TFDV statistics of span `span` (a DatasetFeatureStatisticsList): features label (categorical), height,
     width, brightness over all its splits. Loaded from <dataset>/spans/span-N.stats.pb, or computed from the span's
-    shards and written there first (datasets written before spans, or by `data` before its statistics); a dataset
-    folder that cannot be written to gets them computed with a warning."""
+    shards and written there first (datasets written before spans, or by `data` before its statistics), here or in a
+    bucket; a dataset that cannot be written to gets them computed with a warning."""
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
     path, data = datasets.read_file(dataset_dir, span_stats_path(span))
-    if data is None and datasets.is_uri(dataset_dir):  # a bucket: uploaded after `data --append` wrote them all
-        raise DataError(f"{path}: missing; expected the span's statistics, written by `tokenlearner data "
-                        f"--append` (run it on a local copy of the dataset and upload spans/)")
     if data is not None:
         stats = statistics_pb2.DatasetFeatureStatisticsList()
         try:
@@ -103,15 +95,15 @@ def load(dataset_dir: str | Path, span: int):
             raise DataError(f"{path}: not a DatasetFeatureStatisticsList ({type(e).__name__}); remove it to compute "
                             f"it again") from None
         return stats
-    dataset_dir = Path(dataset_dir)
     listed = [entry["span"] for entry in datasets.load_spans(dataset_dir)]
     if span not in listed:
-        raise DataError(f"{dataset_dir / DATASET_MANIFEST}: no span {span}; the dataset has span(s) {listed}")
+        raise DataError(f"{datasets.join(dataset_dir, DATASET_MANIFEST)}: no span {span}; the dataset has span(s) "
+                        f"{listed}")
     shards = [p for files in datasets.span_shards(dataset_dir, span).values() for p in files]
     stats = compute(shards, span)
     try:
         write_atomically(path, stats.SerializeToString(deterministic=True))
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001 - OSError here, TensorFlow's OpError in a bucket (read-only, no rights)
         log.warning("%s: could not write span %d's statistics (%s); computed them without keeping them", path, span,
-                    e.strerror or e)
+                    datasets.storage_reason(e))
     return stats

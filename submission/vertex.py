@@ -6,6 +6,10 @@ pipeline/vertex_runner.py.
 a credentials lookup, touches the network), and returns what it would send instead of sending it. A scheduled dry run
 goes through the SDK's own `PipelineJob.create_schedule` and stops at the gRPC call: `_recorded_schedule_requests`
 answers it here and keeps the `CreateScheduleRequest` it was given.
+
+A real submission that fails is one `SubmitError` line (errors.py) naming the project and region: no Google Cloud
+credentials, credentials that are refused, or an HTTP error status from Vertex AI (403 without the rights, 404 for
+an API not enabled, ...).
 """
 from __future__ import annotations
 
@@ -15,6 +19,29 @@ from typing import Any, Iterator
 from pipeline import vertex_runner
 from pipeline.config import PipelineConfig
 from pipeline.config.schedule import CronSchedule
+from submission.errors import SubmitError, first_line
+
+
+@contextlib.contextmanager
+def _one_line_failures(config: PipelineConfig) -> Iterator[None]:
+    """Around what talks to Vertex AI: its failures as one SubmitError naming the project and region."""
+    from google.api_core import exceptions as api_exceptions
+    from google.auth import exceptions as auth_exceptions
+
+    where = f"Vertex AI (project {config.vertex.project}, region {config.vertex.region})"
+    try:
+        yield
+    except auth_exceptions.DefaultCredentialsError as e:
+        raise SubmitError(f"{where}: no Google Cloud credentials ({first_line(e, 160)}); run `gcloud auth "
+                          f"application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service "
+                          f"account key file") from None
+    except auth_exceptions.GoogleAuthError as e:  # refused or expired credentials, the token server unreachable
+        raise SubmitError(f"{where}: could not authenticate ({type(e).__name__}: {first_line(e, 200)})") from None
+    except api_exceptions.GoogleAPICallError as e:  # Vertex answered with an error status
+        status = f"HTTP {e.code}" if e.code else type(e).__name__
+        raise SubmitError(f"{where}: {status} {first_line(Exception(e.message or e), 200)}") from None
+    except api_exceptions.RetryError as e:  # no answer before the client's deadline
+        raise SubmitError(f"{where}: unreachable ({first_line(e, 200)})") from None
 
 
 def pipeline_job(config: PipelineConfig, spec_path: str, credentials: Any = None) -> Any:
@@ -38,9 +65,10 @@ def _offline_credentials(dry_run: bool, credentials: Any) -> Any:
 def submit(config: PipelineConfig, spec_path: str, dry_run: bool = False, credentials: Any = None) -> Any:
     """Creates the `aiplatform.PipelineJob` from the compiled spec and submits it unless `dry_run`."""
     vertex_runner.check(config)
-    job = pipeline_job(config, spec_path, _offline_credentials(dry_run, credentials))
-    if not dry_run:
-        job.submit(service_account=config.vertex.service_account or None)
+    with _one_line_failures(config):
+        job = pipeline_job(config, spec_path, _offline_credentials(dry_run, credentials))
+        if not dry_run:
+            job.submit(service_account=config.vertex.service_account or None)
     return job
 
 
@@ -54,8 +82,8 @@ def create_schedule(config: PipelineConfig, spec_path: str, cron: CronSchedule, 
     `max_concurrent_run_count` only limits how many run *requests* start at once (aiplatform v1 Schedule's field
     doc), `max_concurrent_active_run_count` the runs not yet finished."""
     vertex_runner.check(config)
-    job = pipeline_job(config, spec_path, _offline_credentials(dry_run, credentials))
-    with _recorded_schedule_requests(answer=dry_run) as sent:
+    with _one_line_failures(config), _recorded_schedule_requests(answer=dry_run) as sent:
+        job = pipeline_job(config, spec_path, _offline_credentials(dry_run, credentials))
         schedule = job.create_schedule(cron=cron.for_vertex(), display_name=config.pipeline_name,
                                        max_concurrent_run_count=1, max_concurrent_active_run_count=1,
                                        allow_queueing=False,

@@ -40,7 +40,8 @@ def spec(tmp_path_factory) -> dict:
     """The Kubeflow V2 spec as a user compiles it: nothing but image, data root and output (tiny preset, 1 epoch)."""
     out = tmp_path_factory.mktemp("spec") / "pipeline.json"
     assert cli.main(["compile", "--target", "kubeflow", "--image", IMAGE, "--data-root", f"{BUCKET}/data",
-                     "--output", f"{BUCKET}/out", "--preset", "tiny", "--set", "epochs=1", "--out", str(out)]) == 0
+                     "--output", f"{BUCKET}/out", "--preset", "tiny", "--set", "epochs=1", "--out", str(out),
+                     "--set", "class_names=cifar10"]) == 0  # CIFAR-10's classes (write_image_folder's)
     return json.loads(out.read_text())["pipelineSpec"]
 
 

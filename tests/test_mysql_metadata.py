@@ -106,7 +106,7 @@ def test_run_keeps_no_metadata_or_password_on_disk(mysql_run, mariadb, tmp_path,
     spec = tmp_path / "pipeline.json"
     assert cli.main(["compile", "--target", "kubeflow", "--image", "example.com/tokenlearner:1", "--data-root",
                      "gs://bucket/data", "--output", "gs://bucket/out", "--out", str(spec),
-                     *_mysql_settings(mariadb)]) == 0
+                     "--set", "class_names=cifar10", *_mysql_settings(mariadb)]) == 0
     # -v logged the run, connection setup included: ml_metadata's own line once the server accepted the connection.
     assert "I absl: MetadataStore with DB connection initialized" in logged, logged[-3000:]
     assert PASSWORD not in printed + logged + capsys.readouterr().out

@@ -24,7 +24,7 @@ from cli.remote import KFP_ENDPOINT_ENV
 
 IMAGE = "europe-west4-docker.pkg.dev/proj/tokenlearner/tokenlearner:0.1.0"
 REMOTE = ["--image", IMAGE, "--data-root", "gs://bucket/data/cifar10-tiny", "--output", "gs://bucket/tokenlearner",
-          "--preset", "tiny"]
+          "--preset", "tiny", "--set", "class_names=cifar10"]  # the manifest cannot be read from here
 VERTEX = [*REMOTE, "--set", "vertex_project=proj", "--set", "vertex_region=europe-west4"]
 HOST = "http://kfp.example:8080"
 ROOT = "gs://bucket/tokenlearner/pipeline/tokenlearner-cifar10"

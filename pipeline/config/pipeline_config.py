@@ -279,6 +279,32 @@ def for_dataset(config: PipelineConfig, manifest: Mapping[str, Any]) -> Pipeline
     if config.class_names not in (CIFAR10_CLASSES, names):
         raise ConfigError(f"class_names: set to {list(config.class_names)}, but the dataset's are {list(names)} "
                           f"(class names come from the data: rename its class folders instead)")
+    return for_classes(config, names)
+
+
+# `--set class_names=cifar10`: CIFAR-10's list by name (a list of one class is never valid, so no name is lost).
+CIFAR10_ALIAS = "cifar10"
+
+
+def parse_class_names(raw: str, where: str = "class_names") -> tuple[str, ...]:
+    """The class list given by hand where the dataset's manifest cannot be read (compile/submit): names separated
+    by commas in label order, or `cifar10`; at least 2, no repeats."""
+    if raw.strip().lower() == CIFAR10_ALIAS:
+        return CIFAR10_CLASSES
+    names = tuple(n.strip() for n in raw.split(","))
+    if len(names) < 2 or not all(names):
+        raise ConfigError(f"{where}: expected at least 2 class names separated by commas, in label order (the "
+                          f"dataset's classes.txt), or {CIFAR10_ALIAS}; got {raw!r}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"{where}: class name(s) {repeated} given more than once")
+    return names
+
+
+def for_classes(config: PipelineConfig, names: tuple[str, ...]) -> PipelineConfig:
+    """`config` with the class list `names` (label order): the head's size follows, and a list other than
+    CIFAR-10's takes the dataset's own schema (`<data_root>/schema.pbtxt`, which `tokenlearner data` writes for
+    it) unless `schema_path` was set."""
     schema_path = config.schema_path
     if names != CIFAR10_CLASSES and schema_path == DEFAULT_SCHEMA:
         schema_path = f"{config.data_root.rstrip('/')}/{DATASET_SCHEMA}"
