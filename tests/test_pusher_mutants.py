@@ -100,3 +100,10 @@ def test_an_object_store_gets_a_copy_with_saved_model_pb_and_no_temporary(clock,
         assert f.read() == b"graph model"
     assert gfile.exists(f"{base}/1000/variables/variables.index")
     assert gfile.exists(f"{base}/1000/{pusher.SOURCE_FILE}")
+
+
+def test_an_object_store_s_folder_names_with_a_trailing_slash_are_versions(monkeypatch):
+    # GCS lists a "folder" as its prefix, "1700000000/": the same versions as on a local disk
+    monkeypatch.setattr(pusher.fileio, "exists", lambda path: True)
+    monkeypatch.setattr(pusher.fileio, "listdir", lambda path: ["12/", "3/", ".tmp-20/", "saved_model.pb"])
+    assert pusher.published_versions("gs://bucket/serving") == [3, 12]
