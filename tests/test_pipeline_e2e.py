@@ -100,7 +100,8 @@ def test_faster_evaluator_keeps_every_metric_slice_plot_and_the_blessing(pipelin
     plain SavedModel without Keras' compiled metrics) against the settings before (adaptive batches, DirectRunner
     multi_processing, Keras model): the same slices, metrics (candidate, baseline and their differences),
     confusion matrices and blessing, on the run's model scored against itself as the baseline. Only the compiled
-    metrics are gone, and those repeated the listed accuracy and top-5 (and the label-smoothed training loss)."""
+    metrics may be gone (they repeat the listed accuracy and top-5, and the label-smoothed training loss: compared
+    by bench/evaluator.py on 10,000 images, since TFMA reports none of them on this tiny run)."""
     from pipeline import config as config_lib
     from inspection import evaluation, run_store, summary
 
@@ -125,12 +126,12 @@ def test_faster_evaluator_keeps_every_metric_slice_plot_and_the_blessing(pipelin
                 "candidate/sparse_categorical_crossentropy"} <= set(after["metrics"][slice_name])
         for name, value in after["metrics"][slice_name].items():
             assert metrics[name] == pytest.approx(value, abs=1e-6), (slice_name, name)
-    for metrics in before["metrics"].values():  # what was dropped repeated what is kept
-        for model in ("candidate", "baseline"):
-            for compiled_name, listed in (("accuracy", "sparse_categorical_accuracy"),
-                                          ("top5_accuracy", "sparse_top_k_categorical_accuracy")):
-                if f"{model}/{compiled_name}" in metrics:
-                    assert metrics[f"{model}/{compiled_name}"] == pytest.approx(metrics[f"{model}/{listed}"])
+    # On this tiny run TFMA reports none of the compiled metrics even for the Keras model, so whether what was
+    # dropped repeated what is kept is compared where they appear: bench/evaluator.py on the 10,000 test images
+    # prints it (docs/benchmarks.md). Here, that they are absent: were they to appear, this says so.
+    reported = sorted({name for metrics in before["metrics"].values() for name in metrics
+                       if name.split("/")[1] in compiled})
+    assert reported == [], reported
     assert after["plots"] == before["plots"] and "multiClassConfusionMatrixAtThresholds" in str(after["plots"])
     assert before["blessed"] is after["blessed"] is True
 
