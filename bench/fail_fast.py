@@ -61,7 +61,7 @@ def time_command(args: list[str]) -> tuple[int, float, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(REPO.parent / "shared/data/cifar10/cifar10-jpg.tar.gz"))
     parser.add_argument("--work", type=Path, default=Path("outputs/bench/fail_fast"))
     parser.add_argument("--repeats", type=int, default=3)
