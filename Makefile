@@ -22,7 +22,7 @@ PYTEST_ARGS ?=
 AUDIT_VENV ?= .venv-audit
 AUDIT_ARGS ?=
 
-.PHONY: install run test audit
+.PHONY: install run check test audit
 
 install: $(STAMP)
 
@@ -43,8 +43,13 @@ run: $(STAMP)
 	    $(if $(EPOCHS),--epochs $(EPOCHS)) --output "$(OUTPUT)" $(foreach s,$(SET),--set $(s)) \
 	    $(if $(STRICT),--strict)
 
+# The static type check: mypy over every package and bench/, as pyproject.toml's [tool.mypy] configures it; any
+# error fails `make test` before a test runs.
+check: $(STAMP)
+	$(VENV)/bin/python -m mypy
+
 # pytest exits 5 when it collects no tests: say so instead of failing with a puzzling code.
-test: $(STAMP)
+test: $(STAMP) check
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	    if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
 
