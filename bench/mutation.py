@@ -118,6 +118,10 @@ EQUIVALENT: dict[str, str] = {
     "trainer.image_header.x_check_declared_sizes__mutmut_36": "argmax as int64: the same index in the message",
     "trainer.image_header.x_check_declared_sizes__mutmut_38": "argmax as int64: the same index in the message",
     "trainer.image_header.x_check_declared_sizes__mutmut_52": "two zero rows appended: the gathered index is at most N",
+    "trainer.image_header.x_check_declared_sizes__mutmut_72": "`control_dependencies(None)`: eagerly the Assert runs at "
+                                                              "once, and a tf.function (the serving signature) runs "
+                                                              "every stateful op by its automatic control dependencies "
+                                                              "(checked: the graph test stays green on this mutant)",
 }
 
 

@@ -117,3 +117,28 @@ def test_the_largest_declared_image_is_the_one_named():
 
 def test_no_images_pass():
     assert image_header.check_declared_sizes(tf.constant([], tf.string), 1).shape == (0,)
+
+
+def test_a_color_table_of_two_entries_is_skipped_too():
+    assert _size(_gif(10, 10, table_bits=0, frame=(20, 30))) == [20, 30]  # flags 0x80: 2 entries, 6 bytes
+
+
+def test_sub_blocks_of_one_byte_are_skipped():
+    assert _size(_gif(4, 4, blocks=b"\x21\xfe\x01a\x01b\x00", frame=(50, 60))) == [50, 60]
+
+
+def _extension(sub_blocks: int) -> bytes:
+    return b"\x21\xfe" + b"\x01a" * sub_blocks + b"\x00"  # one step for 21 fe, one per sub-block, one for the 0
+
+
+def test_the_frame_is_looked_for_through_1024_steps_of_extension_blocks_and_no_further():
+    assert _size(_gif(4, 4, blocks=_extension(1022), frame=(50, 60))) == [50, 60]  # 1024 steps
+    assert _size(_gif(4, 4, blocks=_extension(1023), frame=(50, 60))) == [4, 4]  # 1025: the screen
+
+
+def test_the_check_runs_inside_a_graph_as_the_serving_signature_builds_it():
+    check = tf.function(lambda images: image_header.check_declared_sizes(images, 100))
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+        check(tf.constant([_png(5, 5), _png(11, 10)]))
+    assert "image 1 of the request: its header declares 11x10 = 110 pixels" in raised.value.message
+    assert check(tf.constant([_png(10, 10)])).numpy().tolist() == [_png(10, 10)]
