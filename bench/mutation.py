@@ -233,7 +233,7 @@ def main() -> int:
         for name in alive:
             print(f"  survived: {name}", flush=True)
         if alive:
-            kept = args.work / "survivors" / (module.name.replace(" ", "_").replace("(", "").replace(")", "") + ".py")
+            kept = args.work / "survivors" / (module.name.replace(" ", "_").replace("(", "").replace(")", "") + ".diff")
             kept.parent.mkdir(parents=True, exist_ok=True)
             kept.write_text(mutant_sources(clone, module, alive))
             print(f"  (their code: {kept})", flush=True)
@@ -241,8 +241,8 @@ def main() -> int:
               f"{other} other (of {len(counted)}; {len(equivalent)} equivalent excluded): {score:.1f}%", flush=True)
     print("\n| module | mutants | killed | survived | timeout | not checked | other | equivalent | score |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, total, killed, survived, timeout, unchecked, other, equivalent, score in rows:
-        print(f"| {name} | {total} | {killed} | {survived} | {timeout} | {unchecked} | {other} | {equivalent} | "
+    for name, total, killed, survived, timeout, unchecked, other, excluded, score in rows:
+        print(f"| {name} | {total} | {killed} | {survived} | {timeout} | {unchecked} | {other} | {excluded} | "
               f"{score:.1f}% |")
     return 0
 
