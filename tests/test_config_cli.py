@@ -86,10 +86,10 @@ def test_cli_help_lists_subcommands(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "usage: tokenlearner [-h] [-q | -v]"
-    listed = re.search(r"^\s+\{([a-z,]+)\}$", out, flags=re.M)
+    listed = re.search(r"^\s+\{([a-z,-]+)\}$", out, flags=re.M)
     assert listed, out
-    assert {"data", "run", "predict", "infer", "compile", "submit", "flops", "report", "history",
-            "tensorboard"} <= set(listed.group(1).split(",")), listed.group(1)
+    assert set(listed.group(1).split(",")) == {"data", "run", "predict", "infer", "compile", "submit", "flops", "report",
+                                               "history", "tensorboard", "spans", "train-worker"}, listed.group(1)
 
 
 # ---- settings the dataset decides (issue 25): input size, class list, blessing floor, label drift --------------
