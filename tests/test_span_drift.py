@@ -22,7 +22,6 @@ from tfx.types import standard_artifacts
 
 from components import schema as schema_lib
 from components import span_stats as span_stats_lib
-from components.sources import DataError
 from components.validator import (ACCEPT_DRIFT_KEY, DATA_ROOT_KEY, SPAN_IMAGE_DRIFT_KEY, SPAN_LABEL_DRIFT_KEY,
                                    TRAIN_SPANS_KEY, DataValidationError, DriftError, GatedExampleValidator,
                                    check_span_drift, drift_message, span_drift, window_spans)
