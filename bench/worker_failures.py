@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,24 +27,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _port() -> int:
-    """A loopback port left in TIME_WAIT (tests/helpers.py free_port explains why)."""
-    with socket.socket() as server:
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        port = server.getsockname()[1]
-        with socket.create_connection(("127.0.0.1", port)) as client:
-            accepted, _ = server.accept()
-            accepted.close()
-            client.recv(1)
-    return port
+sys.path.insert(0, str(REPO))
+from tests.helpers import free_port  # noqa: E402
+from trainer import cluster  # noqa: E402
 
 
 def _tf_config(addresses: list[str], index: int) -> str:
-    return json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+    return cluster.tf_config({"worker": addresses}, "worker", index)
 
 
 def _start(args: list[str], log: Path, tf_config: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -67,7 +54,7 @@ def _wait_for(log: Path, text: str, proc: subprocess.Popen, step: float = 0.01) 
 
 def peer_killed(output: str, folder: Path) -> tuple[float, float, int]:
     """(seconds from the kill to the chief's line, to its exit, its exit status)."""
-    addresses = [f"localhost:{_port()}", f"localhost:{_port()}"]
+    addresses = [f"localhost:{free_port()}", f"localhost:{free_port()}"]
     out = folder / "out"
     logs = [folder / "worker0.log", folder / "worker1.log"]
     args = ["train-worker", "--output", output, "--out", str(out), "--set", "epochs=4", "--set", "batch_size=16"]
@@ -90,7 +77,7 @@ def sigterm(output: str, folder: Path) -> tuple[float, int]:
     """(seconds from SIGTERM to the exit of a chief waiting for its peer, its exit status)."""
     log = folder / "lone.log"
     proc = _start(["-v", "train-worker", "--output", output, "--out", str(folder / "lone")], log,
-                  _tf_config([f"localhost:{_port()}", f"localhost:{_port()}"], 0), {"TF_CPP_MIN_LOG_LEVEL": "0"})
+                  _tf_config([f"localhost:{free_port()}", f"localhost:{free_port()}"], 0), {"TF_CPP_MIN_LOG_LEVEL": "0"})
     try:
         _wait_for(log, "Waiting for 1/2 tasks to connect", proc)
         time.sleep(1.0)  # well inside the wait
@@ -108,7 +95,7 @@ def peer_timeout(output: str, folder: Path, seconds: float = 5.0) -> tuple[float
     log = folder / "timeout.log"
     started = time.monotonic()
     proc = _start(["train-worker", "--output", output, "--out", str(folder / "timeout"), "--peer-timeout",
-                   f"{seconds:g}"], log, _tf_config([f"localhost:{_port()}", f"localhost:{_port()}"], 0))
+                   f"{seconds:g}"], log, _tf_config([f"localhost:{free_port()}", f"localhost:{free_port()}"], 0))
     try:
         status = proc.wait(timeout=600)
         return time.monotonic() - started, status
