@@ -28,7 +28,7 @@ from components.validator import (ACCEPT_DRIFT_KEY, DATA_ROOT_KEY, SPAN_IMAGE_DR
 from pipeline import config as config_lib
 from cli import app
 from trainer import exit_codes
-from tests.helpers import run_gating_validator
+from tests.helpers import REPO, run_gating_validator
 from trainer import contract
 from trainer.features import CIFAR10_CLASSES
 
@@ -284,7 +284,7 @@ def test_exit_drift_is_a_documented_code_of_its_own():
     assert exit_codes.EXIT_DRIFT not in (exit_codes.EXIT_OK, exit_codes.EXIT_USAGE, exit_codes.EXIT_PIPELINE_FAILED,
                                          exit_codes.EXIT_NOT_PUSHED, exit_codes.EXIT_INTERRUPTED)
     assert re.search(r"^\s+4\s+EXIT_DRIFT\s", exit_codes.__doc__, re.M)
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     assert "4 stopped before training on drift between the two newest spans" in readme
 
 
