@@ -166,3 +166,27 @@ def test_an_acceptance_record_is_read_only_for_its_own_span_and_verdict(tmp_path
         drift_records.read_acceptance(tmp_path, 2)
     assert str(raised.value).endswith("span-2.accepted.json: records span 2 stopped; expected span 2 accepted "
                                       "(remove the file to check span 2 again)")
+
+
+def test_an_acceptance_is_recorded_in_the_dataset_and_logged_with_its_spans_and_file(tmp_path, caplog):
+    check = SpanCheck(2, 3, (FeatureDrift("label", 0.4, 0.1),), "accepted", "run-9", "accept_drift=true")
+    with caplog.at_level("INFO", logger="components.validator"):
+        validator.record_acceptance(str(tmp_path), check)
+    record = tmp_path / "spans" / "span-3.accepted.json"
+    assert drift_records.read_acceptance(str(tmp_path), 3) == check
+    assert [r.getMessage() for r in caplog.records] == [
+        f"span 3: drift from span 2 accepted with accept_drift=true; recorded in {record}"]
+
+
+def test_an_acceptance_that_cannot_be_written_is_one_warning_and_the_run_goes_on(tmp_path, caplog):
+    not_a_folder = tmp_path / "dataset"
+    not_a_folder.write_text("a file where the dataset folder should be")
+    check = SpanCheck(2, 3, (FeatureDrift("label", 0.4, 0.1),), "accepted", "run-9", "accept_drift=true")
+    with caplog.at_level("INFO", logger="components.validator"):
+        validator.record_acceptance(str(not_a_folder), check)  # no exception: the run still trains
+    [warning] = caplog.records
+    assert warning.levelname == "WARNING"
+    assert warning.getMessage().startswith(
+        f"{not_a_folder}/spans/span-3.accepted.json: could not record the acceptance of span 3's drift (")
+    assert warning.getMessage().endswith("); the next run without accept_drift=true stops on it again")
+    assert not_a_folder.read_text() == "a file where the dataset folder should be"
