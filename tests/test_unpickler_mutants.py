@@ -14,16 +14,9 @@ import pytest
 
 from components import cifar10_batches
 from components.sources import DataError
+from tests.hostile_data import Reducer
 
 PATH = Path("cifar-10-batches-py/data_batch_1")
-
-
-class Reducer:
-    def __init__(self, fn, *args):
-        self.fn, self.args = fn, args
-
-    def __reduce__(self):
-        return self.fn, self.args
 
 
 def _refusal(data: bytes) -> str:
