@@ -22,6 +22,7 @@ from tfx.types import standard_artifacts
 
 from components import schema as schema_lib
 from components import span_stats as span_stats_lib
+from components import validator
 from components.validator import (ACCEPT_DRIFT_KEY, DATA_ROOT_KEY, SPAN_IMAGE_DRIFT_KEY, SPAN_LABEL_DRIFT_KEY,
                                    TRAIN_SPANS_KEY, DataValidationError, DriftError, GatedExampleValidator,
                                    check_span_drift, drift_message, span_drift, window_spans)
@@ -585,3 +586,26 @@ def test_the_report_names_the_evaluators_baseline_and_its_version(tmp_path):
     facts = dict(report._facts(config, first, config.trainer, params=1, stats={}, overall={}, history={"loss": [1.0]},
                                best_epoch=None, baseline=None, serving_dir="/s"))["Blessing and push"]
     assert dict(facts)["baseline model"] == "none (first blessed model)"
+
+
+def test_span_check_by_default_stops_on_drift_and_keeps_no_run_id(tmp_path):
+    dataset = dataset_with_spans(tmp_path, (BALANCED[:100], 100), (SKEWED[:100], 100))
+    with pytest.raises(DriftError) as error:
+        validator.span_check(str(dataset))  # every setting at its default: the whole window, no accept_drift
+    assert (error.value.check.previous_span, error.value.check.span) == (0, 1)
+    assert (error.value.check.verdict, error.value.check.run_id, error.value.check.accepted_by) == ("stopped", "", "")
+
+
+def test_an_accepted_span_is_logged_with_the_run_and_setting_that_accepted_it(tmp_path, caplog):
+    from components import drift_records
+
+    dataset = dataset_with_spans(tmp_path, (BALANCED[:100], 100), (SKEWED[:100], 100))
+    accepted = drift_records.SpanCheck(0, 1, (drift_records.FeatureDrift("label", 0.4, 0.1),), "accepted",
+                                       run_id="run-7", accepted_by="accept_drift=true")
+    drift_records.write_acceptance(str(dataset), accepted)
+    with caplog.at_level(logging.INFO, logger="components.validator"):
+        check = validator.span_check(str(dataset))
+    assert check is not None and (check.verdict, check.run_id) == ("accepted earlier", "run-7")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"span 1: drift from span 0 accepted by run run-7 (accept_drift=true, {dataset}/spans/span-1.accepted.json): "
+        f"not checked again"]
