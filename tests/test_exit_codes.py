@@ -199,6 +199,10 @@ def test_compile_exits_0_printing_each_tasks_limits_then_the_spec(tmp_path, caps
 
 # ------------------------------------------------------------------------------ 2: bad arguments, input or settings
 
+# What every command that reads a finished run says of an --output folder without one.
+NO_RUN = ("tokenlearner: error: {tmp}/pipeline/tokenlearner-cifar10/config.json: missing; expected an output folder of "
+          "`tokenlearner run`")
+
 # (command line, first line of the error); {tmp} is the test's tmp_path. Nothing is run.
 USAGE_ERRORS = {
     "data: missing source": (
@@ -223,16 +227,13 @@ USAGE_ERRORS = {
         "http://localhost:8080), or set $KF_PIPELINES_ENDPOINT"),
     "report: no run in --output": (
         ["report", "--output", "{tmp}"],
-        "tokenlearner: error: {tmp}/pipeline/tokenlearner-cifar10/config.json: missing; expected an output folder of "
-        "`tokenlearner run`"),
+        NO_RUN),
     "history: no run in --output": (
         ["history", "--output", "{tmp}"],
-        "tokenlearner: error: {tmp}/pipeline/tokenlearner-cifar10/config.json: missing; expected an output folder of "
-        "`tokenlearner run`"),
+        NO_RUN),
     "tensorboard: no run in --output": (
         ["tensorboard", "--output", "{tmp}"],
-        "tokenlearner: error: {tmp}/pipeline/tokenlearner-cifar10/config.json: missing; expected an output folder of "
-        "`tokenlearner run`"),
+        NO_RUN),
     "spans: no dataset": (
         ["spans", "{tmp}/missing"],
         "tokenlearner: error: {tmp}/missing/manifest.json: missing; expected a dataset written by `tokenlearner data`"),
@@ -241,8 +242,7 @@ USAGE_ERRORS = {
         "tokenlearner: error: span_label_drift: expected 0..1"),
     "train-worker: no run in --output": (
         ["train-worker", "--output", "{tmp}"],
-        "tokenlearner: error: {tmp}/pipeline/tokenlearner-cifar10/config.json: missing; expected an output folder of "
-        "`tokenlearner run`"),
+        NO_RUN),
     "flops: unreadable setting": (
         ["flops", "--set", "num_tokens=x"],
         "tokenlearner: error: num_tokens: cannot read 'x' as int"),
